@@ -1,0 +1,100 @@
+# Shared by scripts/up and scripts/test: install what is missing, start what is
+# not running, reuse what is. Sourced, not executed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$ROOT/.imagegram"          # venv, logs, pid files; never committed
+mkdir -p "$STATE/log"
+
+MOTO_VERSION=5.2.5                # pinned: FACTS.md measured 5.2.x quirks
+export IMAGEGRAM_DB_PORT=${IMAGEGRAM_DB_PORT:-3306}
+export IMAGEGRAM_MOTO_PORT=${IMAGEGRAM_MOTO_PORT:-4566}
+
+# Local-only credentials. moto accepts any keys; the database user is created
+# below with this password and can only reach imagegram* databases.
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
+export AWS_REGION=${AWS_REGION:-us-east-1}
+export AWS_ENDPOINT_URL=${AWS_ENDPOINT_URL:-http://127.0.0.1:$IMAGEGRAM_MOTO_PORT}
+export DATABASE_URL=${DATABASE_URL:-mysql://imagegram:imagegram@127.0.0.1:$IMAGEGRAM_DB_PORT/imagegram}
+export IMAGEGRAM_DEV_JWT_SECRET=${IMAGEGRAM_DEV_JWT_SECRET:-imagegram-local-dev-secret}
+export CURSOR_SECRET=${CURSOR_SECRET:-imagegram-local-cursor-secret}
+
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  log "installing Debian packages: $*"
+  if [[ ! -f "$STATE/apt-updated" ]]; then
+    $SUDO apt-get update -qq
+    touch "$STATE/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >"$STATE/log/apt.log" 2>&1 \
+    || { tail -20 "$STATE/log/apt.log"; die "apt-get install $* failed"; }
+}
+
+# Waits until "$@" succeeds, at most $1 tenths of a second.
+wait_for() {
+  local tries=$1; shift
+  for ((i = 0; i < tries; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+}
+
+ensure_mariadb() {
+  if ! command -v mariadbd >/dev/null && ! command -v mysqld >/dev/null \
+     && [[ ! -x /usr/sbin/mariadbd ]]; then
+    apt_install mariadb-server
+  fi
+  if ! mariadb-admin --protocol=tcp -h127.0.0.1 -P"$IMAGEGRAM_DB_PORT" ping >/dev/null 2>&1; then
+    log "starting MariaDB on 127.0.0.1:$IMAGEGRAM_DB_PORT"
+    $SUDO install -d -o mysql -g mysql /run/mysqld
+    # No systemd here: mysqld_safe supervises the server; setsid detaches it
+    # from this shell so it outlives the script.
+    $SUDO setsid mysqld_safe --user=mysql --bind-address=127.0.0.1 --port="$IMAGEGRAM_DB_PORT" \
+      --max-connections=500 >"$STATE/log/mariadb.log" 2>&1 </dev/null &
+    wait_for 600 mariadb-admin --protocol=tcp -h127.0.0.1 -P"$IMAGEGRAM_DB_PORT" ping \
+      || { cat "$STATE/log/mariadb.log"; die "MariaDB did not start"; }
+  fi
+  # The OS root reaches the server over the unix socket; the app user is for
+  # TCP, from both host spellings, and may create the per-test databases.
+  $SUDO mariadb -uroot <<'SQL'
+CREATE USER IF NOT EXISTS 'imagegram'@'127.0.0.1' IDENTIFIED BY 'imagegram';
+CREATE USER IF NOT EXISTS 'imagegram'@'localhost' IDENTIFIED BY 'imagegram';
+GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram'@'localhost';
+CREATE DATABASE IF NOT EXISTS imagegram CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+SQL
+}
+
+moto_up() { curl -fsS "http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/" >/dev/null; }
+
+ensure_moto() {
+  local venv="$STATE/venv"
+  if [[ ! -x "$venv/bin/moto_server" ]] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+      || apt_install python3 python3-venv python3-pip
+    command -v curl >/dev/null || apt_install curl ca-certificates
+    log "installing moto $MOTO_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+      >"$STATE/log/pip.log" 2>&1 || { tail -20 "$STATE/log/pip.log"; die "pip install moto failed"; }
+  fi
+  command -v curl >/dev/null || apt_install curl ca-certificates
+  if ! moto_up; then
+    log "starting moto (S3 + SQS) on 127.0.0.1:$IMAGEGRAM_MOTO_PORT"
+    setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$IMAGEGRAM_MOTO_PORT" \
+      >"$STATE/log/moto.log" 2>&1 </dev/null &
+    echo $! >"$STATE/moto.pid"
+    wait_for 300 moto_up || { cat "$STATE/log/moto.log"; die "moto did not start"; }
+  fi
+}

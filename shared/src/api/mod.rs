@@ -1,0 +1,201 @@
+//! The HTTP API: API Gateway HTTP API (payload v2) in, JSON out.
+//!
+//! [`handle`] is the whole HTTP adapter: it finds the route by the event's
+//! route key, reads the caller from the JWT authorizer context, parses the
+//! input into domain values, calls one function of [`ops`] and turns its
+//! result, or its [`Error`], into a response. Errors become responses here and
+//! nowhere else.
+
+pub mod ops;
+
+use http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::cursor::CursorCodec;
+use crate::domain::{CommentId, Limit, PostId, UserId};
+use crate::objects::ObjectStore;
+use crate::store::Store;
+
+/// Every route of the API, as `template.yaml` declares them to API Gateway
+/// (`tests/tests/template.rs` fails if the two drift apart). The local
+/// gateway matches requests against this table.
+pub const ROUTES: &[&str] = &[
+    "GET /health",
+    "GET /posts",
+    "GET /posts/{id}",
+    "POST /posts/{id}/comments",
+    "GET /posts/{id}/comments",
+    "DELETE /posts/{id}/comments/{comment_id}",
+];
+
+/// Routes API Gateway lets through without a token.
+pub const PUBLIC_ROUTES: &[&str] = &["GET /health"];
+
+/// Largest request body read; API bodies are small JSON documents.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the operations work with, built once per container.
+pub struct App<S, O> {
+    pub store: S,
+    pub objects: O,
+    pub cursors: CursorCodec,
+}
+
+/// Serves one API Gateway request. Never fails: every error is a response.
+pub async fn handle<S: Store, O: ObjectStore>(app: &App<S, O>, req: Request) -> Response<Body> {
+    let route = route_key(&req).unwrap_or_default();
+    match dispatch(app, &route, &req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(route, error = %e, cause = ?std::error::Error::source(&e), "request failed");
+            } else {
+                tracing::info!(route, status = e.status().as_u16(), error = %e, "request refused");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+async fn dispatch<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    route: &str,
+    req: &Request,
+) -> Result<Response<Body>, Error> {
+    if route == "GET /health" {
+        ops::health(app).await?;
+        return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+    }
+    let caller = caller(req)?;
+    match route {
+        "GET /posts" => {
+            let limit = Limit::parse(query(req, "limit"))?;
+            let page = ops::feed(app, query(req, "cursor"), limit).await?;
+            json(StatusCode::OK, &page)
+        }
+        "GET /posts/{id}" => {
+            let post = ops::get_post(app, &caller, post_id(req)?).await?;
+            json(StatusCode::OK, &post)
+        }
+        "POST /posts/{id}/comments" => {
+            #[derive(serde::Deserialize)]
+            struct Input {
+                content: String,
+            }
+            let post = post_id(req)?;
+            let input: Input = body(req)?;
+            let comment = ops::add_comment(app, &caller, post, &input.content).await?;
+            json(StatusCode::CREATED, &comment)
+        }
+        "GET /posts/{id}/comments" => {
+            let post = post_id(req)?;
+            let limit = Limit::parse(query(req, "limit"))?;
+            let page = ops::list_comments(app, &caller, post, query(req, "cursor"), limit).await?;
+            json(StatusCode::OK, &page)
+        }
+        "DELETE /posts/{id}/comments/{comment_id}" => {
+            let post = post_id(req)?;
+            let comment = path(req, "comment_id")
+                .and_then(CommentId::parse)
+                .ok_or(Error::NotFound("no such comment"))?;
+            ops::delete_comment(app, &caller, post, comment).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        _ => Err(Error::NotFound("no such route")),
+    }
+}
+
+/// `"GET /posts/{id}"`: the route API Gateway matched.
+fn route_key(req: &Request) -> Option<String> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.route_key.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The caller's `sub`, as the JWT authorizer verified it. Nothing the client
+/// sends in headers, query or body is trusted for identity.
+fn caller(req: &Request) -> Result<UserId, Error> {
+    let sub = req
+        .request_context_ref()
+        .and_then(|c| c.authorizer())
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|jwt| jwt.claims.get("sub"))
+        .ok_or(Error::Unauthorized)?;
+    UserId::parse(sub).ok_or(Error::Unauthorized)
+}
+
+fn path<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.path_parameters_ref().and_then(|p| p.first(name))
+}
+
+fn post_id(req: &Request) -> Result<PostId, Error> {
+    path(req, "id").and_then(PostId::parse).ok_or(Error::NotFound("no such post"))
+}
+
+fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name))
+}
+
+fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(Error::InvalidRequest(format!("request body is larger than {MAX_BODY_BYTES} bytes")));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::InvalidRequest("request body must be a JSON object".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json's messages name the field and the expected type, and
+        // never echo more than a token of the input.
+        Error::InvalidRequest(format!("invalid JSON body: {e}"))
+    })
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, Error> {
+    let body = serde_json::to_string(value).map_err(Error::internal)?;
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(body))
+        .map_err(Error::internal)
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = status;
+    resp
+}
+
+/// `{"error": {"code", "message"}}` with the error's status.
+pub fn error_response(e: &Error) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "code": e.code(), "message": e.public_message() } });
+    let mut resp = Response::new(Body::Text(body.to_string()));
+    *resp.status_mut() = e.status();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp
+}
+
+impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
+    /// The deployed wiring: MySQL pool and S3 client from the configuration
+    /// and the ambient AWS environment (region, credentials, endpoint).
+    pub async fn from_config(cfg: &crate::config::ApiConfig) -> Result<Self, Error> {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(App {
+            store: crate::store::MySqlStore::connect(cfg.database_url.expose(), cfg.db_pool_max)?,
+            objects: crate::objects::S3Objects::new(
+                aws_sdk_s3::Client::new(&sdk),
+                cfg.bucket.clone(),
+                cfg.image_base_url.clone(),
+                std::time::Duration::from_secs(cfg.presign_ttl_secs),
+            ),
+            cursors: CursorCodec::new(cfg.cursor_secret.expose().as_bytes()),
+        })
+    }
+}

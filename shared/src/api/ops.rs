@@ -1,0 +1,176 @@
+//! The API operations: one function per route, on typed input, returning
+//! domain output. No HTTP in here.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::App;
+use crate::Error;
+use crate::cursor::{CommentsPosition, FeedPosition};
+use crate::domain::{Comment, CommentId, CommentText, Limit, Post, PostId, PostStatus, UserId, rfc3339};
+use crate::objects::ObjectStore;
+use crate::store::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
+
+/// How many of its newest comments each post carries.
+const LAST_COMMENTS: usize = 2;
+
+#[derive(Debug, Serialize)]
+pub struct FeedPage {
+    pub posts: Vec<Post>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommentsPage {
+    pub comments: Vec<Comment>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn health<S: Store, O: ObjectStore>(app: &App<S, O>) -> Result<(), Error> {
+    let (db, objects) = tokio::join!(app.store.ping(), app.objects.ping());
+    db.and(objects)
+}
+
+pub async fn feed<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    cursor: Option<&str>,
+    limit: Limit,
+) -> Result<FeedPage, Error> {
+    let after = cursor.map(|c| app.cursors.decode_feed(c)).transpose()?;
+    // One row more than asked tells whether another page exists.
+    let mut rows = app.store.feed_page(after, limit.get() + 1).await?;
+    let more = rows.len() > limit.get();
+    rows.truncate(limit.get());
+    let next_cursor = match rows.last() {
+        Some(last) if more => Some(
+            app.cursors
+                .encode_feed(FeedPosition { comment_count: last.comment_count, post_id: last.id }),
+        ),
+        _ => None,
+    };
+    Ok(FeedPage { posts: with_last_comments(app, rows).await?, next_cursor })
+}
+
+pub async fn get_post<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+) -> Result<Post, Error> {
+    let post = visible_post(app, caller, id).await?;
+    let mut posts = with_last_comments(app, vec![post]).await?;
+    Ok(posts.remove(0))
+}
+
+pub async fn add_comment<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    post: PostId,
+    content: &str,
+) -> Result<Comment, Error> {
+    let content = CommentText::parse(content)?;
+    let id = CommentId::generate();
+    match app.store.add_comment(post, id, caller, &content).await? {
+        AddComment::Added => Ok(comment_view(CommentRecord {
+            id,
+            post_id: post,
+            author: caller.as_str().to_owned(),
+            content: content.as_str().to_owned(),
+        })),
+        AddComment::NotPublished { status, author } if author == caller.as_str() => Err(Error::Conflict(
+            format!("the post is {}; comments open once it is published", status.as_str()),
+        )),
+        AddComment::NotPublished { .. } | AddComment::NoSuchPost => Err(Error::NotFound("no such post")),
+    }
+}
+
+pub async fn list_comments<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    post: PostId,
+    cursor: Option<&str>,
+    limit: Limit,
+) -> Result<CommentsPage, Error> {
+    // Decode first: a bad cursor is a 400 whatever the post.
+    let after = cursor.map(|c| app.cursors.decode_comments(post, c)).transpose()?;
+    visible_post(app, caller, post).await?;
+    let mut rows = app.store.comments_page(post, after, limit.get() + 1).await?;
+    let more = rows.len() > limit.get();
+    rows.truncate(limit.get());
+    let next_cursor = match rows.last() {
+        Some(last) if more => Some(app.cursors.encode_comments(post, CommentsPosition { comment_id: last.id })),
+        _ => None,
+    };
+    Ok(CommentsPage { comments: rows.into_iter().map(comment_view).collect(), next_cursor })
+}
+
+pub async fn delete_comment<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    post: PostId,
+    comment: CommentId,
+) -> Result<(), Error> {
+    match app.store.delete_comment(post, comment, caller).await? {
+        DeleteComment::Deleted => Ok(()),
+        DeleteComment::NoSuchComment => Err(Error::NotFound("no such comment")),
+        DeleteComment::NotAuthor => Err(Error::Forbidden("only its author may delete a comment")),
+    }
+}
+
+/// The post, if the caller may see it: everyone sees published posts, the
+/// author sees theirs in any state. Others get the same 404 as for a post
+/// that does not exist, so unpublished posts do not leak.
+async fn visible_post<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+) -> Result<PostRecord, Error> {
+    match app.store.post(id).await? {
+        Some(p) if p.status == PostStatus::Published || p.author == caller.as_str() => Ok(p),
+        _ => Err(Error::NotFound("no such post")),
+    }
+}
+
+/// Attaches each post's newest comments (one query for the whole page) and
+/// its image URL.
+async fn with_last_comments<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    rows: Vec<PostRecord>,
+) -> Result<Vec<Post>, Error> {
+    let with_comments: Vec<PostId> = rows.iter().filter(|p| p.comment_count > 0).map(|p| p.id).collect();
+    let mut by_post: HashMap<PostId, Vec<Comment>> = HashMap::new();
+    for c in app.store.last_comments(&with_comments, LAST_COMMENTS).await? {
+        by_post.entry(c.post_id).or_default().push(comment_view(c));
+    }
+    let mut posts = Vec::with_capacity(rows.len());
+    for p in rows {
+        let image_url = match (&p.image_key, p.status) {
+            (Some(key), PostStatus::Published) => Some(app.objects.image_url(key).await?),
+            _ => None,
+        };
+        let mut last_comments = by_post.remove(&p.id).unwrap_or_default();
+        last_comments.sort_by(|a, b| b.id.cmp(&a.id));
+        posts.push(Post {
+            created_at: rfc3339(p.id.created_at()),
+            id: p.id,
+            author: p.author,
+            caption: p.caption,
+            status: p.status,
+            image_url,
+            comment_count: p.comment_count,
+            last_comments,
+            failure_reason: p.failure_reason.filter(|_| p.status == PostStatus::Failed),
+        });
+    }
+    Ok(posts)
+}
+
+fn comment_view(c: CommentRecord) -> Comment {
+    Comment {
+        created_at: rfc3339(c.id.created_at()),
+        id: c.id,
+        post_id: c.post_id,
+        author: c.author,
+        content: c.content,
+    }
+}

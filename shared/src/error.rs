@@ -1,0 +1,107 @@
+//! The crate's one error type. Each variant says what an HTTP client sees;
+//! 5xx bodies are generic and their causes only logged.
+
+use http::StatusCode;
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400 `invalid_request`: the input cannot be parsed or breaks a limit.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 401 `unauthorized`: no caller identity in the request context.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 403 `forbidden`: the caller acts on something of another user.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404 `not_found`: no such thing, or one the caller may not see yet.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 409 `conflict`: the post is in the wrong state for this action.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 `too_large`: declared or actual image size over the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415 `unsupported_media_type`: not image/png, image/jpeg or image/bmp.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503 `unavailable`: a dependency is down or timed out; retrying may help.
+    #[error("{what} unavailable")]
+    Unavailable { what: &'static str, source: Source },
+    /// 500 `internal`: a bug or an unexpected answer from a dependency.
+    #[error("internal error")]
+    Internal(#[source] Source),
+}
+
+impl Error {
+    pub fn internal(e: impl Into<Source>) -> Self {
+        Error::Internal(e.into())
+    }
+
+    pub fn unavailable(what: &'static str, e: impl Into<Source>) -> Self {
+        Error::Unavailable { what, source: e.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The message a client may read: never a cause chain, SQL or hostname.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Unavailable { what, .. } => {
+                format!("{what} is temporarily unavailable; retry later")
+            }
+            Error::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether a pipeline step that failed with this error should be retried
+    /// (the message goes back to the queue) rather than recorded as final.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}
+
+impl From<mysql_async::Error> for Error {
+    fn from(e: mysql_async::Error) -> Self {
+        use mysql_async::Error as E;
+        match e {
+            // Connection-level trouble: the database is (maybe briefly) down.
+            E::Io(_) | E::Driver(_) => Error::unavailable("database", e),
+            // A deadlock or lock wait timeout is retryable too.
+            E::Server(ref s) if s.code == 1213 || s.code == 1205 => {
+                Error::unavailable("database", e)
+            }
+            _ => Error::internal(e),
+        }
+    }
+}

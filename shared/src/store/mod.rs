@@ -1,0 +1,102 @@
+//! The database capability. [`Store`] is what the API operations and the
+//! finalizer need; [`mysql::MySqlStore`] implements it and holds all SQL.
+
+pub mod mysql;
+
+use std::future::Future;
+
+use crate::Error;
+use crate::cursor::{CommentsPosition, FeedPosition};
+use crate::domain::{CommentId, CommentText, PostId, PostStatus, UserId};
+
+pub use mysql::{MySqlStore, migrate};
+
+/// A post as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostRecord {
+    pub id: PostId,
+    pub author: String,
+    pub caption: String,
+    pub status: PostStatus,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub upload_id: Option<String>,
+    pub part_size: u64,
+    pub image_key: Option<String>,
+    pub failure_reason: Option<String>,
+    pub comment_count: u64,
+}
+
+/// A comment as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommentRecord {
+    pub id: CommentId,
+    pub post_id: PostId,
+    pub author: String,
+    pub content: String,
+}
+
+/// What adding a comment did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AddComment {
+    Added,
+    NoSuchPost,
+    /// The post exists but is not published; its status and author.
+    NotPublished { status: PostStatus, author: String },
+}
+
+/// What deleting a comment did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteComment {
+    Deleted,
+    NoSuchComment,
+    NotAuthor,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// Round trip to the database, for `/health`.
+    fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send;
+
+    fn post(&self, id: PostId) -> impl Future<Output = Result<Option<PostRecord>, Error>> + Send;
+
+    /// Published posts by (comment_count desc, id desc), after `after`.
+    fn feed_page(
+        &self,
+        after: Option<FeedPosition>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PostRecord>, Error>> + Send;
+
+    /// The newest `per_post` comments of each post, in one round trip.
+    fn last_comments(
+        &self,
+        posts: &[PostId],
+        per_post: usize,
+    ) -> impl Future<Output = Result<Vec<CommentRecord>, Error>> + Send;
+
+    /// A post's comments, newest first, after `after`.
+    fn comments_page(
+        &self,
+        post: PostId,
+        after: Option<CommentsPosition>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<CommentRecord>, Error>> + Send;
+
+    /// Inserts the comment and bumps the post's count in one transaction,
+    /// only if the post is published.
+    fn add_comment(
+        &self,
+        post: PostId,
+        id: CommentId,
+        author: &UserId,
+        content: &CommentText,
+    ) -> impl Future<Output = Result<AddComment, Error>> + Send;
+
+    /// Deletes the comment if `caller` wrote it, and lowers the count, in one
+    /// transaction.
+    fn delete_comment(
+        &self,
+        post: PostId,
+        id: CommentId,
+        caller: &UserId,
+    ) -> impl Future<Output = Result<DeleteComment, Error>> + Send;
+}

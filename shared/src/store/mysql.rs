@@ -1,0 +1,270 @@
+//! The MySQL adapter: every SQL statement of the project, one function each,
+//! parameters always bound. Each hot statement names the index it relies on;
+//! `tests/tests/explain.rs` checks the plans.
+
+use mysql_async::prelude::*;
+use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts};
+
+use super::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
+use crate::Error;
+use crate::cursor::{CommentsPosition, FeedPosition};
+use crate::domain::{CommentId, CommentText, PostId, PostStatus, UserId, sql_datetime};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Applies the numbered migrations in `shared/migrations` that the database
+/// has not seen yet.
+pub async fn migrate(pool: &Pool) -> Result<(), Error> {
+    let mut pool = pool.clone();
+    embedded::migrations::runner().run_async(&mut pool).await.map_err(Error::internal)?;
+    Ok(())
+}
+
+#[derive(Clone)]
+pub struct MySqlStore {
+    pool: Pool,
+}
+
+impl MySqlStore {
+    /// Builds the pool; no connection is made until the first query, so a
+    /// cold start does not wait on the database.
+    pub fn connect(url: &str, max_connections: usize) -> Result<Self, Error> {
+        let opts = Opts::from_url(url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
+        let constraints = PoolConstraints::new(0, max_connections.max(1))
+            .ok_or_else(|| Error::internal("DB_POOL_MAX must be at least 1"))?;
+        let opts = OptsBuilder::from_opts(opts)
+            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // The last-comments statement comes in one shape per page size
+            // (1..=100); keep them all prepared.
+            .stmt_cache_size(160)
+            .tcp_nodelay(true);
+        Ok(MySqlStore { pool: Pool::new(opts) })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+const POST_COLUMNS: &str = "id, author, caption, status, content_type, size_bytes, upload_id, \
+                            part_size, image_key, failure_reason, comment_count";
+
+fn id_bytes(v: Vec<u8>) -> Result<[u8; 16], Error> {
+    v.try_into().map_err(|_| Error::internal("id column is not 16 bytes"))
+}
+
+fn post_from_row(row: Row) -> Result<PostRecord, Error> {
+    type Cols = (
+        Vec<u8>,
+        String,
+        String,
+        String,
+        String,
+        u64,
+        Option<String>,
+        u64,
+        Option<String>,
+        Option<String>,
+        u64,
+    );
+    let (id, author, caption, status, content_type, size_bytes, upload_id, part_size, image_key, failure_reason, comment_count) =
+        mysql_async::from_row_opt::<Cols>(row).map_err(Error::internal)?;
+    Ok(PostRecord {
+        id: PostId::from_bytes(id_bytes(id)?),
+        author,
+        caption,
+        status: PostStatus::parse(&status).ok_or_else(|| Error::internal(format!("unknown status {status}")))?,
+        content_type,
+        size_bytes,
+        upload_id,
+        part_size,
+        image_key,
+        failure_reason,
+        comment_count,
+    })
+}
+
+fn comment_from_row(row: Row) -> Result<CommentRecord, Error> {
+    let (post_id, id, author, content) =
+        mysql_async::from_row_opt::<(Vec<u8>, Vec<u8>, String, String)>(row).map_err(Error::internal)?;
+    Ok(CommentRecord {
+        id: CommentId::from_bytes(id_bytes(id)?),
+        post_id: PostId::from_bytes(id_bytes(post_id)?),
+        author,
+        content,
+    })
+}
+
+fn read_committed() -> TxOpts {
+    let mut opts = TxOpts::default();
+    opts.with_isolation_level(IsolationLevel::ReadCommitted);
+    opts
+}
+
+impl Store for MySqlStore {
+    async fn ping(&self) -> Result<(), Error> {
+        let mut conn = self.pool.get_conn().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    async fn post(&self, id: PostId) -> Result<Option<PostRecord>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let row: Option<Row> = conn
+            .exec_first(format!("SELECT {POST_COLUMNS} FROM posts WHERE id = ?"), (id.as_bytes(),))
+            .await?;
+        row.map(post_from_row).transpose()
+    }
+
+    async fn feed_page(&self, after: Option<FeedPosition>, limit: usize) -> Result<Vec<PostRecord>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        // Index posts_feed (status, comment_count, id), scanned backwards.
+        // The OR is spelled out rather than as a row comparison
+        // `(comment_count, id) < (?, ?)`, which MariaDB does not turn into an
+        // index range.
+        let rows: Vec<Row> = match after {
+            None => {
+                conn.exec(
+                    format!(
+                        "SELECT {POST_COLUMNS} FROM posts WHERE status = 'published' \
+                         ORDER BY comment_count DESC, id DESC LIMIT ?"
+                    ),
+                    (limit as u64,),
+                )
+                .await?
+            }
+            Some(p) => {
+                conn.exec(
+                    format!(
+                        "SELECT {POST_COLUMNS} FROM posts WHERE status = 'published' \
+                         AND (comment_count < ? OR (comment_count = ? AND id < ?)) \
+                         ORDER BY comment_count DESC, id DESC LIMIT ?"
+                    ),
+                    (p.comment_count, p.comment_count, p.post_id.as_bytes(), limit as u64),
+                )
+                .await?
+            }
+        };
+        rows.into_iter().map(post_from_row).collect()
+    }
+
+    async fn last_comments(&self, posts: &[PostId], per_post: usize) -> Result<Vec<CommentRecord>, Error> {
+        if posts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement, one primary-key range of `per_post` rows per post:
+        // MariaDB has no LATERAL join, and a window function over
+        // `post_id IN (...)` would read every comment of a hot post.
+        let one = "(SELECT post_id, id, author, content FROM comments \
+                   WHERE post_id = ? ORDER BY id DESC LIMIT ?)";
+        let sql = vec![one; posts.len()].join(" UNION ALL ");
+        let mut params: Vec<mysql_async::Value> = Vec::with_capacity(posts.len() * 2);
+        for p in posts {
+            params.push(p.as_bytes().to_vec().into());
+            params.push((per_post as u64).into());
+        }
+        let mut conn = self.pool.get_conn().await?;
+        let rows: Vec<Row> = conn.exec(sql, params).await?;
+        rows.into_iter().map(comment_from_row).collect()
+    }
+
+    async fn comments_page(
+        &self,
+        post: PostId,
+        after: Option<CommentsPosition>,
+        limit: usize,
+    ) -> Result<Vec<CommentRecord>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        // Primary key (post_id, id), scanned backwards.
+        let rows: Vec<Row> = match after {
+            None => {
+                conn.exec(
+                    "SELECT post_id, id, author, content FROM comments WHERE post_id = ? \
+                     ORDER BY id DESC LIMIT ?",
+                    (post.as_bytes(), limit as u64),
+                )
+                .await?
+            }
+            Some(p) => {
+                conn.exec(
+                    "SELECT post_id, id, author, content FROM comments WHERE post_id = ? AND id < ? \
+                     ORDER BY id DESC LIMIT ?",
+                    (post.as_bytes(), p.comment_id.as_bytes(), limit as u64),
+                )
+                .await?
+            }
+        };
+        rows.into_iter().map(comment_from_row).collect()
+    }
+
+    async fn add_comment(
+        &self,
+        post: PostId,
+        id: CommentId,
+        author: &UserId,
+        content: &CommentText,
+    ) -> Result<AddComment, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let mut tx = conn.start_transaction(read_committed()).await?;
+        // Locks the post row first (as delete does), so concurrent comments
+        // on one post serialise on it and the count stays exact.
+        tx.exec_drop(
+            "UPDATE posts SET comment_count = comment_count + 1 WHERE id = ? AND status = 'published'",
+            (post.as_bytes(),),
+        )
+        .await?;
+        if tx.affected_rows() == 1 {
+            tx.exec_drop(
+                "INSERT INTO comments (post_id, id, author, content, created_at) VALUES (?, ?, ?, ?, ?)",
+                (post.as_bytes(), id.as_bytes(), author.as_str(), content.as_str(), sql_datetime(id.created_at())),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(AddComment::Added);
+        }
+        let row: Option<(String, String)> =
+            tx.exec_first("SELECT status, author FROM posts WHERE id = ?", (post.as_bytes(),)).await?;
+        tx.rollback().await?;
+        Ok(match row {
+            None => AddComment::NoSuchPost,
+            Some((status, author)) => AddComment::NotPublished {
+                status: PostStatus::parse(&status).ok_or_else(|| Error::internal("unknown status"))?,
+                author,
+            },
+        })
+    }
+
+    async fn delete_comment(&self, post: PostId, id: CommentId, caller: &UserId) -> Result<DeleteComment, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        // A cheap unlocked look first: strangers are turned away without
+        // taking a lock on a possibly hot post.
+        let author: Option<String> = conn
+            .exec_first("SELECT author FROM comments WHERE post_id = ? AND id = ?", (post.as_bytes(), id.as_bytes()))
+            .await?;
+        match author {
+            None => return Ok(DeleteComment::NoSuchComment),
+            Some(a) if a != caller.as_str() => return Ok(DeleteComment::NotAuthor),
+            Some(_) => {}
+        }
+        let mut tx = conn.start_transaction(read_committed()).await?;
+        // Post row first, then the comment: the same lock order as
+        // add_comment, so the two cannot deadlock.
+        tx.exec_drop("SELECT id FROM posts WHERE id = ? FOR UPDATE", (post.as_bytes(),)).await?;
+        tx.exec_drop(
+            "DELETE FROM comments WHERE post_id = ? AND id = ? AND author = ?",
+            (post.as_bytes(), id.as_bytes(), caller.as_str()),
+        )
+        .await?;
+        if tx.affected_rows() == 0 {
+            // Deleted concurrently by another request of the same author.
+            tx.rollback().await?;
+            return Ok(DeleteComment::NoSuchComment);
+        }
+        tx.exec_drop("UPDATE posts SET comment_count = comment_count - 1 WHERE id = ?", (post.as_bytes(),))
+            .await?;
+        tx.commit().await?;
+        Ok(DeleteComment::Deleted)
+    }
+}
