@@ -76,11 +76,13 @@ CREATE DATABASE IF NOT EXISTS imagegram CHARACTER SET utf8mb4 COLLATE utf8mb4_un
 SQL
 }
 
-moto_up() { curl -fsS "http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/" >/dev/null; }
+moto_up() { curl -fs "http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/" >/dev/null; }
 
 ensure_moto() {
   local venv="$STATE/venv"
-  if [[ ! -x "$venv/bin/moto_server" ]] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+  local installed=""
+  [[ -x "$venv/bin/pip" ]] && installed=$("$venv/bin/pip" show moto 2>/dev/null || true)
+  if [[ ! -x "$venv/bin/moto_server" ]] || ! grep -qx "Version: $MOTO_VERSION" <<<"$installed"; then
     python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
       || apt_install python3 python3-venv python3-pip
     command -v curl >/dev/null || apt_install curl ca-certificates
@@ -98,3 +100,10 @@ ensure_moto() {
     wait_for 300 moto_up || { cat "$STATE/log/moto.log"; die "moto did not start"; }
   fi
 }
+
+export BUCKET=${BUCKET:-imagegram-local}
+export IMAGEGRAM_API_ADDR=${IMAGEGRAM_API_ADDR:-127.0.0.1:3000}
+# The local gateway serves many requests at once from one process.
+export DB_POOL_MAX=${DB_POOL_MAX:-32}
+
+api_up() { curl -fs "http://$IMAGEGRAM_API_ADDR/health" >/dev/null; }

@@ -1,1 +1,57 @@
-fn main() {}
+//! `imagegram-local`: the local stack's command line.
+//!
+//! ```text
+//! imagegram-local serve            migrate, create the bucket, serve the API on :3000
+//! imagegram-local token SUB [TTL]  print a dev JWT for SUB (TTL seconds, default 86400)
+//! imagegram-local migrate          apply pending migrations to DATABASE_URL
+//! ```
+
+use std::sync::Arc;
+
+use imagegram::api::App;
+use imagegram::config::{ApiConfig, optional};
+use imagegram::store::migrate;
+use imagegram_local::auth::{self, DevAuthorizer};
+use imagegram_local::{bootstrap, gateway::Gateway};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: imagegram-local serve | token SUB [TTL_SECS] | migrate";
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["serve"] => serve().await,
+        ["token", sub] => token(sub, "86400"),
+        ["token", sub, ttl] => token(sub, ttl),
+        ["migrate"] => {
+            let cfg = ApiConfig::from_env()?;
+            let store = imagegram::store::MySqlStore::connect(cfg.database_url.expose(), 1)?;
+            migrate(store.pool()).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+fn token(sub: &str, ttl: &str) -> Result<(), BoxError> {
+    let ttl: u64 = ttl.parse().map_err(|_| "TTL_SECS must be a number of seconds")?;
+    let secret = optional("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|| auth::DEFAULT_SECRET.into());
+    println!("{}", auth::mint(&secret, sub, Some(ttl)));
+    Ok(())
+}
+
+async fn serve() -> Result<(), BoxError> {
+    imagegram::telemetry::init();
+    let cfg = ApiConfig::from_env()?;
+    let app = App::from_config(&cfg).await?;
+    migrate(app.store.pool()).await?;
+    bootstrap::bucket(app.objects.client(), &cfg.bucket).await?;
+    let addr = optional("IMAGEGRAM_API_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!("API listening on http://{}", listener.local_addr()?);
+    Arc::new(Gateway::new(app, DevAuthorizer::from_env())).serve(listener).await?;
+    Ok(())
+}

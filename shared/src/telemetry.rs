@@ -14,6 +14,6 @@ pub fn init() {
     } else {
         // Lambda adds its own timestamps to plain lines too, but locally we
         // want them.
-        builder.try_init()
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
     };
 }
