@@ -23,11 +23,16 @@ impl DevAuthorizer {
         validation.required_spec_claims.clear();
         validation.validate_aud = false;
         validation.leeway = 0;
-        DevAuthorizer { key: DecodingKey::from_secret(secret.as_bytes()), validation }
+        DevAuthorizer {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
     }
 
     pub fn from_env() -> Self {
-        Self::new(&std::env::var("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.into()))
+        Self::new(
+            &std::env::var("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.into()),
+        )
     }
 
     /// The claims as API Gateway hands them to the function: every value a
@@ -39,7 +44,12 @@ impl DevAuthorizer {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
-        let data = jsonwebtoken::decode::<HashMap<String, Value>>(token.trim(), &self.key, &self.validation).ok()?;
+        let data = jsonwebtoken::decode::<HashMap<String, Value>>(
+            token.trim(),
+            &self.key,
+            &self.validation,
+        )
+        .ok()?;
         let claims: HashMap<String, String> = data
             .claims
             .into_iter()
@@ -66,8 +76,12 @@ pub fn mint(secret: &str, sub: &str, ttl_secs: Option<u64>) -> String {
     if let Some(ttl) = ttl_secs {
         claims["exp"] = (now + ttl).into();
     }
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .expect("HS256 encoding of a JSON object cannot fail")
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 encoding of a JSON object cannot fail")
 }
 
 #[cfg(test)]
@@ -77,7 +91,9 @@ mod tests {
     #[test]
     fn accepts_a_minted_token_and_hands_over_string_claims() {
         let auth = DevAuthorizer::new("s");
-        let claims = auth.authorize(Some(&format!("Bearer {}", mint("s", "alice", Some(60))))).unwrap();
+        let claims = auth
+            .authorize(Some(&format!("Bearer {}", mint("s", "alice", Some(60)))))
+            .unwrap();
         assert_eq!(claims["sub"], "alice");
         assert!(claims["exp"].parse::<u64>().is_ok());
     }
@@ -91,15 +107,24 @@ mod tests {
         assert!(auth.authorize(Some(&good)).is_none(), "no scheme");
         assert!(auth.authorize(Some(&format!("Basic {good}"))).is_none());
         assert!(auth.authorize(Some("Bearer not.a.jwt")).is_none());
-        assert!(auth.authorize(Some(&format!("Bearer {}", mint("other", "alice", None)))).is_none());
+        assert!(
+            auth.authorize(Some(&format!("Bearer {}", mint("other", "alice", None))))
+                .is_none()
+        );
         assert!(auth.authorize(Some(&format!("Bearer {}x", good))).is_none());
-        assert!(auth.authorize(Some(&format!("Bearer {}", mint("s", "", None)))).is_none());
+        assert!(
+            auth.authorize(Some(&format!("Bearer {}", mint("s", "", None))))
+                .is_none()
+        );
     }
 
     #[test]
     fn refuses_expired_tokens() {
         let auth = DevAuthorizer::new("s");
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let expired = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({ "sub": "alice", "exp": now - 5 }),
@@ -113,6 +138,10 @@ mod tests {
     fn refuses_the_none_algorithm() {
         // {"alg":"none"} header, {"sub":"alice"} payload, empty signature.
         let token = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9.";
-        assert!(DevAuthorizer::new("s").authorize(Some(&format!("Bearer {token}"))).is_none());
+        assert!(
+            DevAuthorizer::new("s")
+                .authorize(Some(&format!("Bearer {token}")))
+                .is_none()
+        );
     }
 }

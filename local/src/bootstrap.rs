@@ -21,6 +21,10 @@ pub async fn bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), BoxErro
                 .build()?,
         )
         .build()?;
-    s3.put_bucket_cors().bucket(bucket).cors_configuration(cors).send().await?;
+    s3.put_bucket_cors()
+        .bucket(bucket)
+        .cors_configuration(cors)
+        .send()
+        .await?;
     Ok(())
 }

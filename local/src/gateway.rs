@@ -35,7 +35,11 @@ pub struct RoutePattern {
 impl RoutePattern {
     pub fn parse(key: &'static str) -> Self {
         let (method, path) = key.split_once(' ').expect("route keys are 'METHOD /path'");
-        RoutePattern { key, method, segments: path.trim_start_matches('/').split('/').collect() }
+        RoutePattern {
+            key,
+            method,
+            segments: path.trim_start_matches('/').split('/').collect(),
+        }
     }
 
     /// The path parameters when `path` matches, decoded as API Gateway does.
@@ -50,7 +54,9 @@ impl RoutePattern {
                 if part.is_empty() {
                     return None;
                 }
-                let value = percent_encoding::percent_decode_str(part).decode_utf8().ok()?;
+                let value = percent_encoding::percent_decode_str(part)
+                    .decode_utf8()
+                    .ok()?;
                 params.insert(name.to_owned(), value.into_owned());
             } else if *seg != part {
                 return None;
@@ -68,7 +74,11 @@ pub struct Gateway<S, O> {
 
 impl<S: Store, O: ObjectStore> Gateway<S, O> {
     pub fn new(app: App<S, O>, auth: DevAuthorizer) -> Self {
-        Gateway { app, auth, routes: ROUTES.iter().map(|k| RoutePattern::parse(k)).collect() }
+        Gateway {
+            app,
+            auth,
+            routes: ROUTES.iter().map(|k| RoutePattern::parse(k)).collect(),
+        }
     }
 
     /// Serves until the listener fails; one task per connection.
@@ -82,14 +92,21 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
                     let gw = Arc::clone(&gw);
                     async move { Ok::<_, Infallible>(gw.respond(req, peer).await) }
                 });
-                if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                {
                     tracing::debug!(error = %e, "connection ended");
                 }
             });
         }
     }
 
-    async fn respond(&self, req: hyper::Request<Incoming>, peer: SocketAddr) -> hyper::Response<Full<Bytes>> {
+    async fn respond(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> hyper::Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_PAYLOAD).collect().await {
             Ok(b) => b.to_bytes(),
@@ -106,12 +123,17 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
             .filter(|r| r.method == parts.method.as_str())
             .find_map(|r| r.matches(path).map(|p| (r, p)))
         else {
-            return to_hyper(api::error_response(&imagegram::Error::NotFound("no such route")));
+            return to_hyper(api::error_response(&imagegram::Error::NotFound(
+                "no such route",
+            )));
         };
         let claims = if PUBLIC_ROUTES.contains(&route.key) {
             None
         } else {
-            let header = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let header = parts
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
             match self.auth.authorize(header) {
                 Some(c) => Some(c),
                 None => return to_hyper(api::error_response(&imagegram::Error::Unauthorized)),
@@ -125,12 +147,20 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
                 return to_hyper(api::error_response(&imagegram::Error::internal(e)));
             }
         };
-        let request_id = event["requestContext"]["requestId"].as_str().unwrap_or_default().to_owned();
+        let request_id = event["requestContext"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let span = tracing::info_span!("request", request_id, route = route.key);
         let started = std::time::Instant::now();
-        let resp = tracing::Instrument::instrument(api::handle(&self.app, request), span.clone()).await;
+        let resp =
+            tracing::Instrument::instrument(api::handle(&self.app, request), span.clone()).await;
         span.in_scope(|| {
-            tracing::debug!(status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "served")
+            tracing::debug!(
+                status = resp.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "served"
+            )
         });
         to_hyper(resp)
     }
@@ -155,18 +185,24 @@ fn v2_event(
             cookies.extend(value.split("; ").map(str::to_owned));
             continue;
         }
-        headers.entry(name.as_str().to_owned()).and_modify(|v| {
-            v.push(',');
-            v.push_str(&value);
-        }).or_insert(value);
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert(value);
     }
     let raw_query = parts.uri.query().unwrap_or("");
     let mut query: HashMap<String, String> = HashMap::new();
     for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
-        query.entry(k.into_owned()).and_modify(|e| {
-            e.push(',');
-            e.push_str(&v);
-        }).or_insert_with(|| v.into_owned());
+        query
+            .entry(k.into_owned())
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert_with(|| v.into_owned());
     }
     let (body, is_base64) = match std::str::from_utf8(body) {
         Ok(s) => (s.to_owned(), false),
@@ -212,7 +248,8 @@ fn v2_event(
         event["body"] = json!(body);
     }
     if let Some(claims) = claims {
-        event["requestContext"]["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+        event["requestContext"]["authorizer"] =
+            json!({ "jwt": { "claims": claims, "scopes": null } });
     }
     event
 }
@@ -240,7 +277,15 @@ mod tests {
         assert_eq!(p["comment_id"], "d e");
         assert!(r.matches("/posts/abc/comments").is_none());
         assert!(r.matches("/posts//comments/x").is_none());
-        assert!(RoutePattern::parse("GET /posts").matches("/posts").is_some());
-        assert!(RoutePattern::parse("GET /posts").matches("/posts/x").is_none());
+        assert!(
+            RoutePattern::parse("GET /posts")
+                .matches("/posts")
+                .is_some()
+        );
+        assert!(
+            RoutePattern::parse("GET /posts")
+                .matches("/posts/x")
+                .is_none()
+        );
     }
 }

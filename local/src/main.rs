@@ -21,7 +21,12 @@ const USAGE: &str = "usage: imagegram-local serve | token SUB [TTL_SECS] | migra
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["serve"] => serve().await,
         ["token", sub] => token(sub, "86400"),
         ["token", sub, ttl] => token(sub, ttl),
@@ -37,8 +42,11 @@ async fn main() -> Result<(), BoxError> {
 }
 
 fn token(sub: &str, ttl: &str) -> Result<(), BoxError> {
-    let ttl: u64 = ttl.parse().map_err(|_| "TTL_SECS must be a number of seconds")?;
-    let secret = optional("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|| auth::DEFAULT_SECRET.into());
+    let ttl: u64 = ttl
+        .parse()
+        .map_err(|_| "TTL_SECS must be a number of seconds")?;
+    let secret =
+        optional("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|| auth::DEFAULT_SECRET.into());
     println!("{}", auth::mint(&secret, sub, Some(ttl)));
     Ok(())
 }
@@ -52,6 +60,8 @@ async fn serve() -> Result<(), BoxError> {
     let addr = optional("IMAGEGRAM_API_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);
-    Arc::new(Gateway::new(app, DevAuthorizer::from_env())).serve(listener).await?;
+    Arc::new(Gateway::new(app, DevAuthorizer::from_env()))
+        .serve(listener)
+        .await?;
     Ok(())
 }

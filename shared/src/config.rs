@@ -28,7 +28,9 @@ impl fmt::Debug for Secret {
 pub fn required(name: &str) -> Result<String, Error> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(Error::internal(format!("environment variable {name} is required"))),
+        _ => Err(Error::internal(format!(
+            "environment variable {name} is required"
+        ))),
     }
 }
 
@@ -39,9 +41,9 @@ pub fn optional(name: &str) -> Option<String> {
 pub fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error> {
     match optional(name) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| Error::internal(format!("environment variable {name} is malformed: {v:?}"))),
+        Some(v) => v.parse().map_err(|_| {
+            Error::internal(format!("environment variable {name} is malformed: {v:?}"))
+        }),
     }
 }
 

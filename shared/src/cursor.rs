@@ -42,7 +42,9 @@ pub struct CursorCodec {
 
 impl CursorCodec {
     pub fn new(secret: &[u8]) -> Self {
-        CursorCodec { mac: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length") }
+        CursorCodec {
+            mac: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"),
+        }
     }
 
     pub fn encode_feed(&self, p: FeedPosition) -> String {
@@ -82,7 +84,9 @@ impl CursorCodec {
     fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = self.mac.clone();
         mac.update(payload);
-        mac.finalize().into_bytes()[..TAG_LEN].try_into().expect("SHA-256 is 32 bytes")
+        mac.finalize().into_bytes()[..TAG_LEN]
+            .try_into()
+            .expect("SHA-256 is 32 bytes")
     }
 
     fn seal(&self, mut payload: Vec<u8>) -> String {
@@ -127,16 +131,24 @@ mod tests {
 
     #[test]
     fn feed_cursor_round_trips() {
-        let p = FeedPosition { comment_count: 100_000, post_id: PostId::generate() };
+        let p = FeedPosition {
+            comment_count: 100_000,
+            post_id: PostId::generate(),
+        };
         let c = codec().encode_feed(p);
         assert_eq!(codec().decode_feed(&c).unwrap(), p);
-        assert!(c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'));
+        assert!(
+            c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        );
     }
 
     #[test]
     fn comments_cursor_round_trips_for_its_post_only() {
         let post = PostId::generate();
-        let p = CommentsPosition { comment_id: CommentId::generate() };
+        let p = CommentsPosition {
+            comment_id: CommentId::generate(),
+        };
         let c = codec().encode_comments(post, p);
         assert_eq!(codec().decode_comments(post, &c).unwrap(), p);
         assert!(codec().decode_comments(PostId::generate(), &c).is_err());
@@ -144,7 +156,10 @@ mod tests {
 
     #[test]
     fn every_single_character_change_is_rejected() {
-        let c = codec().encode_feed(FeedPosition { comment_count: 7, post_id: PostId::generate() });
+        let c = codec().encode_feed(FeedPosition {
+            comment_count: 7,
+            post_id: PostId::generate(),
+        });
         for i in 0..c.len() {
             for replacement in ['A', 'z', '0', '_'] {
                 let mut t: Vec<char> = c.chars().collect();
@@ -153,7 +168,10 @@ mod tests {
                 }
                 t[i] = replacement;
                 let t: String = t.into_iter().collect();
-                assert!(codec().decode_feed(&t).is_err(), "accepted tampered cursor {t}");
+                assert!(
+                    codec().decode_feed(&t).is_err(),
+                    "accepted tampered cursor {t}"
+                );
             }
         }
     }
@@ -161,19 +179,42 @@ mod tests {
     #[test]
     fn foreign_cursors_are_rejected() {
         let post = PostId::generate();
-        let comments = codec().encode_comments(post, CommentsPosition { comment_id: CommentId::generate() });
-        let feed = codec().encode_feed(FeedPosition { comment_count: 1, post_id: post });
+        let comments = codec().encode_comments(
+            post,
+            CommentsPosition {
+                comment_id: CommentId::generate(),
+            },
+        );
+        let feed = codec().encode_feed(FeedPosition {
+            comment_count: 1,
+            post_id: post,
+        });
         assert!(codec().decode_feed(&comments).is_err());
         assert!(codec().decode_comments(post, &feed).is_err());
         // Signed with another deployment's secret.
-        let other = CursorCodec::new(b"another-secret").encode_feed(FeedPosition { comment_count: 1, post_id: post });
+        let other = CursorCodec::new(b"another-secret").encode_feed(FeedPosition {
+            comment_count: 1,
+            post_id: post,
+        });
         assert!(codec().decode_feed(&other).is_err());
     }
 
     #[test]
     fn garbage_is_rejected_not_panicked_on() {
-        for junk in ["", "=", "!!!!", "null", "%00", &"A".repeat(10_000), "AAAA", "😀"] {
-            assert!(matches!(codec().decode_feed(junk), Err(Error::InvalidRequest(_))), "{junk:?}");
+        for junk in [
+            "",
+            "=",
+            "!!!!",
+            "null",
+            "%00",
+            &"A".repeat(10_000),
+            "AAAA",
+            "😀",
+        ] {
+            assert!(
+                matches!(codec().decode_feed(junk), Err(Error::InvalidRequest(_))),
+                "{junk:?}"
+            );
         }
     }
 }

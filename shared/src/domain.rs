@@ -18,7 +18,8 @@ impl UserId {
     pub const MAX_LEN: usize = 255;
 
     pub fn parse(sub: &str) -> Option<Self> {
-        let ok = !sub.is_empty() && sub.len() <= Self::MAX_LEN && !sub.chars().any(char::is_control);
+        let ok =
+            !sub.is_empty() && sub.len() <= Self::MAX_LEN && !sub.chars().any(char::is_control);
         ok.then(|| UserId(sub.to_owned()))
     }
 
@@ -146,7 +147,9 @@ impl Limit {
     pub const MAX: u16 = 100;
 
     pub fn parse(s: Option<&str>) -> Result<Self, Error> {
-        let Some(s) = s else { return Ok(Limit(Self::DEFAULT)) };
+        let Some(s) = s else {
+            return Ok(Limit(Self::DEFAULT));
+        };
         match s.parse::<u16>() {
             Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Limit(n)),
             _ => Err(Error::InvalidRequest(format!(
@@ -226,7 +229,9 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     const FMT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    t.to_offset(time::UtcOffset::UTC).format(FMT).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FMT)
+        .unwrap_or_default()
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` in UTC, the literal form of a `DATETIME(3)`.
@@ -312,13 +317,22 @@ mod tests {
         let t = CommentId::generate().created_at();
         assert!(t >= before && t <= OffsetDateTime::now_utc() + time::Duration::seconds(1));
         assert!(rfc3339(t).ends_with('Z'));
-        assert_eq!(rfc3339(OffsetDateTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(OffsetDateTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
     fn content_types_are_checked() {
-        assert_eq!(ImageFormat::from_content_type("image/png").unwrap(), ImageFormat::Png);
-        assert_eq!(ImageFormat::from_content_type("IMAGE/JPEG").unwrap(), ImageFormat::Jpeg);
+        assert_eq!(
+            ImageFormat::from_content_type("image/png").unwrap(),
+            ImageFormat::Png
+        );
+        assert_eq!(
+            ImageFormat::from_content_type("IMAGE/JPEG").unwrap(),
+            ImageFormat::Jpeg
+        );
         assert!(matches!(
             ImageFormat::from_content_type("image/gif"),
             Err(Error::UnsupportedMediaType(_))

@@ -42,7 +42,10 @@ impl Error {
     }
 
     pub fn unavailable(what: &'static str, e: impl Into<Source>) -> Self {
-        Error::Unavailable { what, source: e.into() }
+        Error::Unavailable {
+            what,
+            source: e.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {

@@ -27,8 +27,18 @@ pub struct S3Objects {
 }
 
 impl S3Objects {
-    pub fn new(client: Client, bucket: String, public_base_url: Option<String>, presign_ttl: Duration) -> Self {
-        S3Objects { client, bucket, public_base_url, presign_ttl }
+    pub fn new(
+        client: Client,
+        bucket: String,
+        public_base_url: Option<String>,
+        presign_ttl: Duration,
+    ) -> Self {
+        S3Objects {
+            client,
+            bucket,
+            public_base_url,
+            presign_ttl,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -45,7 +55,10 @@ impl S3Objects {
     /// least one full TTL.
     fn presigning(&self) -> Result<PresigningConfig, Error> {
         let ttl = self.presign_ttl.as_secs().max(60);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let start = UNIX_EPOCH + Duration::from_secs(now - now % ttl);
         PresigningConfig::builder()
             .start_time(start)
@@ -65,14 +78,21 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Error::unavailable("object store", e)
         }
-        SdkError::ServiceError(ref s) if s.raw().status().is_server_error() => Error::unavailable("object store", e),
+        SdkError::ServiceError(ref s) if s.raw().status().is_server_error() => {
+            Error::unavailable("object store", e)
+        }
         _ => Error::internal(e),
     }
 }
 
 impl ObjectStore for S3Objects {
     async fn ping(&self) -> Result<(), Error> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(s3_error)?;
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(s3_error)?;
         Ok(())
     }
 

@@ -1,0 +1,237 @@
+//! Test harness: a fresh database and bucket per test, the real gateway on
+//! port 0 in front of them, and helpers to call it. Needs the local MariaDB
+//! and moto (scripts/test starts them); a test that cannot reach them fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagegram::api::App;
+use imagegram::cursor::CursorCodec;
+use imagegram::domain::{PostId, PostStatus, sql_datetime};
+use imagegram::objects::S3Objects;
+use imagegram::store::{MySqlStore, migrate};
+use imagegram_local::auth::{DevAuthorizer, mint};
+use imagegram_local::gateway::Gateway;
+use mysql_async::prelude::*;
+use serde_json::Value;
+
+pub const JWT_SECRET: &str = "test-jwt-secret";
+
+/// The local stack's database URL, as scripts/lib.sh exports it.
+pub fn base_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://imagegram:imagegram@127.0.0.1:3306/imagegram".into())
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::now_v7().simple().to_string()[16..]
+    )
+}
+
+/// A database of its own, migrated.
+pub async fn fresh_database() -> (String, MySqlStore) {
+    let base = base_database_url();
+    let server = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends in /dbname")
+        .0
+        .to_owned();
+    let name = unique("imagegram_t_");
+    let admin = mysql_async::Pool::new(server.as_str());
+    let mut conn = admin.get_conn().await.unwrap_or_else(|e| {
+        panic!("cannot reach MariaDB at {server} ({e}); run scripts/test, which starts it")
+    });
+    conn.query_drop(format!(
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    ))
+    .await
+    .expect("create test database");
+    drop(conn);
+    admin.disconnect().await.ok();
+    let url = format!("{server}/{name}");
+    let store = MySqlStore::connect(&url, 16).expect("pool");
+    migrate(store.pool())
+        .await
+        .expect("migrations apply to a fresh database");
+    (url, store)
+}
+
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    // scripts/lib.sh exports AWS_ENDPOINT_URL and dummy credentials; these
+    // defaults let a bare `cargo test` reach the same moto.
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        loader = loader
+            .endpoint_url("http://127.0.0.1:4566")
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "local", "local", None, None, "tests",
+            ));
+    }
+    loader.load().await
+}
+
+/// A bucket of its own in moto.
+pub async fn fresh_bucket(s3: &aws_sdk_s3::Client) -> String {
+    let bucket = unique("imagegram-t-");
+    imagegram_local::bootstrap::bucket(s3, &bucket)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot create a bucket in moto ({e}); run scripts/test, which starts it")
+        });
+    bucket
+}
+
+/// The real gateway and handlers on 127.0.0.1:0, over a fresh database and
+/// bucket.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub db: mysql_async::Pool,
+    pub database_url: String,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let (database_url, store) = fresh_database().await;
+    let sdk = sdk_config().await;
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let bucket = fresh_bucket(&s3).await;
+    let db = store.pool().clone();
+    let app = App {
+        store,
+        objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(3600)),
+        cursors: CursorCodec::new(b"test-cursor-secret"),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gateway = Arc::new(Gateway::new(app, DevAuthorizer::new(JWT_SECRET)));
+    tokio::spawn(gateway.serve(listener));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        db,
+        database_url,
+        s3,
+        bucket,
+    }
+}
+
+pub fn token(sub: &str) -> String {
+    mint(JWT_SECRET, sub, Some(3600))
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of a contract error body; panics on any other shape.
+    pub fn error_code(&self) -> &str {
+        let msg = self.body["error"]["message"].as_str();
+        assert!(
+            msg.is_some_and(|m| !m.is_empty()),
+            "error body without message: {}",
+            self.body
+        );
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", self.body))
+    }
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(30));
+        if let Some(u) = user {
+            req = req.bearer_auth(token(u));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = req.send().await.expect("gateway answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{method} {path}: body is not JSON: {text}"))
+        };
+        Reply { status, body }
+    }
+
+    pub async fn get(&self, path: &str, user: &str) -> Reply {
+        self.call("GET", path, Some(user), None).await
+    }
+
+    pub async fn comment(&self, post: &str, user: &str, content: &str) -> Reply {
+        let body = serde_json::json!({ "content": content }).to_string();
+        self.call(
+            "POST",
+            &format!("/posts/{post}/comments"),
+            Some(user),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// A post written straight into the database, as the finalizer would
+    /// leave it; `comment_count` is set without comment rows, for feed-order
+    /// tests.
+    pub async fn insert_post(
+        &self,
+        author: &str,
+        status: PostStatus,
+        comment_count: u32,
+    ) -> PostId {
+        insert_post(&self.db, author, status, comment_count).await
+    }
+}
+
+pub async fn insert_post(
+    db: &mysql_async::Pool,
+    author: &str,
+    status: PostStatus,
+    comment_count: u32,
+) -> PostId {
+    let id = PostId::generate();
+    let image_key = (status == PostStatus::Published).then(|| format!("converted/{id}.jpg"));
+    let failure = (status == PostStatus::Failed).then_some("not an image");
+    let mut conn = db.get_conn().await.unwrap();
+    conn.exec_drop(
+        "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, part_size, image_key, \
+         failure_reason, comment_count, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, 'image/png', 1000, 5242880, ?, ?, ?, ?, NOW(3))",
+        (
+            id.as_bytes(),
+            author,
+            format!("caption of {id}"),
+            status.as_str(),
+            image_key,
+            failure,
+            comment_count,
+            sql_datetime(id.created_at()),
+        ),
+    )
+    .await
+    .unwrap();
+    id
+}

@@ -135,20 +135,27 @@ fn path<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn post_id(req: &Request) -> Result<PostId, Error> {
-    path(req, "id").and_then(PostId::parse).ok_or(Error::NotFound("no such post"))
+    path(req, "id")
+        .and_then(PostId::parse)
+        .ok_or(Error::NotFound("no such post"))
 }
 
 fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name))
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
 }
 
 fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(Error::InvalidRequest(format!("request body is larger than {MAX_BODY_BYTES} bytes")));
+        return Err(Error::InvalidRequest(format!(
+            "request body is larger than {MAX_BODY_BYTES} bytes"
+        )));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::InvalidRequest("request body must be a JSON object".into()));
+        return Err(Error::InvalidRequest(
+            "request body must be a JSON object".into(),
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages name the field and the expected type, and
@@ -177,8 +184,10 @@ pub fn error_response(e: &Error) -> Response<Body> {
     let body = serde_json::json!({ "error": { "code": e.code(), "message": e.public_message() } });
     let mut resp = Response::new(Body::Text(body.to_string()));
     *resp.status_mut() = e.status();
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::App;
 use crate::Error;
 use crate::cursor::{CommentsPosition, FeedPosition};
-use crate::domain::{Comment, CommentId, CommentText, Limit, Post, PostId, PostStatus, UserId, rfc3339};
+use crate::domain::{
+    Comment, CommentId, CommentText, Limit, Post, PostId, PostStatus, UserId, rfc3339,
+};
 use crate::objects::ObjectStore;
 use crate::store::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
 
@@ -43,13 +45,16 @@ pub async fn feed<S: Store, O: ObjectStore>(
     let more = rows.len() > limit.get();
     rows.truncate(limit.get());
     let next_cursor = match rows.last() {
-        Some(last) if more => Some(
-            app.cursors
-                .encode_feed(FeedPosition { comment_count: last.comment_count, post_id: last.id }),
-        ),
+        Some(last) if more => Some(app.cursors.encode_feed(FeedPosition {
+            comment_count: last.comment_count,
+            post_id: last.id,
+        })),
         _ => None,
     };
-    Ok(FeedPage { posts: with_last_comments(app, rows).await?, next_cursor })
+    Ok(FeedPage {
+        posts: with_last_comments(app, rows).await?,
+        next_cursor,
+    })
 }
 
 pub async fn get_post<S: Store, O: ObjectStore>(
@@ -77,10 +82,15 @@ pub async fn add_comment<S: Store, O: ObjectStore>(
             author: caller.as_str().to_owned(),
             content: content.as_str().to_owned(),
         })),
-        AddComment::NotPublished { status, author } if author == caller.as_str() => Err(Error::Conflict(
-            format!("the post is {}; comments open once it is published", status.as_str()),
-        )),
-        AddComment::NotPublished { .. } | AddComment::NoSuchPost => Err(Error::NotFound("no such post")),
+        AddComment::NotPublished { status, author } if author == caller.as_str() => {
+            Err(Error::Conflict(format!(
+                "the post is {}; comments open once it is published",
+                status.as_str()
+            )))
+        }
+        AddComment::NotPublished { .. } | AddComment::NoSuchPost => {
+            Err(Error::NotFound("no such post"))
+        }
     }
 }
 
@@ -92,16 +102,29 @@ pub async fn list_comments<S: Store, O: ObjectStore>(
     limit: Limit,
 ) -> Result<CommentsPage, Error> {
     // Decode first: a bad cursor is a 400 whatever the post.
-    let after = cursor.map(|c| app.cursors.decode_comments(post, c)).transpose()?;
+    let after = cursor
+        .map(|c| app.cursors.decode_comments(post, c))
+        .transpose()?;
     visible_post(app, caller, post).await?;
-    let mut rows = app.store.comments_page(post, after, limit.get() + 1).await?;
+    let mut rows = app
+        .store
+        .comments_page(post, after, limit.get() + 1)
+        .await?;
     let more = rows.len() > limit.get();
     rows.truncate(limit.get());
     let next_cursor = match rows.last() {
-        Some(last) if more => Some(app.cursors.encode_comments(post, CommentsPosition { comment_id: last.id })),
+        Some(last) if more => Some(app.cursors.encode_comments(
+            post,
+            CommentsPosition {
+                comment_id: last.id,
+            },
+        )),
         _ => None,
     };
-    Ok(CommentsPage { comments: rows.into_iter().map(comment_view).collect(), next_cursor })
+    Ok(CommentsPage {
+        comments: rows.into_iter().map(comment_view).collect(),
+        next_cursor,
+    })
 }
 
 pub async fn delete_comment<S: Store, O: ObjectStore>(
@@ -137,9 +160,17 @@ async fn with_last_comments<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     rows: Vec<PostRecord>,
 ) -> Result<Vec<Post>, Error> {
-    let with_comments: Vec<PostId> = rows.iter().filter(|p| p.comment_count > 0).map(|p| p.id).collect();
+    let with_comments: Vec<PostId> = rows
+        .iter()
+        .filter(|p| p.comment_count > 0)
+        .map(|p| p.id)
+        .collect();
     let mut by_post: HashMap<PostId, Vec<Comment>> = HashMap::new();
-    for c in app.store.last_comments(&with_comments, LAST_COMMENTS).await? {
+    for c in app
+        .store
+        .last_comments(&with_comments, LAST_COMMENTS)
+        .await?
+    {
         by_post.entry(c.post_id).or_default().push(comment_view(c));
     }
     let mut posts = Vec::with_capacity(rows.len());

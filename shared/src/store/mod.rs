@@ -42,7 +42,10 @@ pub enum AddComment {
     Added,
     NoSuchPost,
     /// The post exists but is not published; its status and author.
-    NotPublished { status: PostStatus, author: String },
+    NotPublished {
+        status: PostStatus,
+        author: String,
+    },
 }
 
 /// What deleting a comment did.

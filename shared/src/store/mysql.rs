@@ -3,7 +3,9 @@
 //! `tests/tests/explain.rs` checks the plans.
 
 use mysql_async::prelude::*;
-use mysql_async::{IsolationLevel, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts};
+use mysql_async::{
+    IsolationLevel, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts,
+};
 
 use super::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
 use crate::Error;
@@ -18,7 +20,10 @@ mod embedded {
 /// has not seen yet.
 pub async fn migrate(pool: &Pool) -> Result<(), Error> {
     let mut pool = pool.clone();
-    embedded::migrations::runner().run_async(&mut pool).await.map_err(Error::internal)?;
+    embedded::migrations::runner()
+        .run_async(&mut pool)
+        .await
+        .map_err(Error::internal)?;
     Ok(())
 }
 
@@ -31,7 +36,8 @@ impl MySqlStore {
     /// Builds the pool; no connection is made until the first query, so a
     /// cold start does not wait on the database.
     pub fn connect(url: &str, max_connections: usize) -> Result<Self, Error> {
-        let opts = Opts::from_url(url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
+        let opts =
+            Opts::from_url(url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
         let constraints = PoolConstraints::new(0, max_connections.max(1))
             .ok_or_else(|| Error::internal("DB_POOL_MAX must be at least 1"))?;
         let opts = OptsBuilder::from_opts(opts)
@@ -40,7 +46,9 @@ impl MySqlStore {
             // (1..=100); keep them all prepared.
             .stmt_cache_size(160)
             .tcp_nodelay(true);
-        Ok(MySqlStore { pool: Pool::new(opts) })
+        Ok(MySqlStore {
+            pool: Pool::new(opts),
+        })
     }
 
     pub fn pool(&self) -> &Pool {
@@ -48,11 +56,44 @@ impl MySqlStore {
     }
 }
 
-const POST_COLUMNS: &str = "id, author, caption, status, content_type, size_bytes, upload_id, \
-                            part_size, image_key, failure_reason, comment_count";
+macro_rules! post_columns {
+    () => {
+        "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, image_key, \
+         failure_reason, comment_count FROM posts "
+    };
+}
+
+/// The statements on the request path, named so `EXPLAIN` tests check the
+/// very text that runs.
+pub mod sql {
+    /// Primary key.
+    pub const POST_BY_ID: &str = concat!(post_columns!(), "WHERE id = ?");
+    /// Index posts_feed (status, comment_count, id), scanned backwards.
+    pub const FEED_FIRST: &str = concat!(
+        post_columns!(),
+        "WHERE status = 'published' ORDER BY comment_count DESC, id DESC LIMIT ?"
+    );
+    /// Same index. The OR is spelled out rather than as a row comparison
+    /// `(comment_count, id) < (?, ?)`, which MariaDB does not turn into an
+    /// index range.
+    pub const FEED_AFTER: &str = concat!(
+        post_columns!(),
+        "WHERE status = 'published' AND (comment_count < ? OR (comment_count = ? AND id < ?)) \
+         ORDER BY comment_count DESC, id DESC LIMIT ?"
+    );
+    /// Primary key (post_id, id), scanned backwards: `per_post` rows however
+    /// many comments the post has.
+    pub const LAST_COMMENTS_OF_ONE: &str = "(SELECT post_id, id, author, content FROM comments WHERE post_id = ? ORDER BY id DESC LIMIT ?)";
+    /// Primary key (post_id, id), scanned backwards.
+    pub const COMMENTS_FIRST: &str = "SELECT post_id, id, author, content FROM comments WHERE post_id = ? ORDER BY id DESC LIMIT ?";
+    pub const COMMENTS_AFTER: &str = "SELECT post_id, id, author, content FROM comments \
+                                      WHERE post_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
+    pub const COMMENT_AUTHOR: &str = "SELECT author FROM comments WHERE post_id = ? AND id = ?";
+}
 
 fn id_bytes(v: Vec<u8>) -> Result<[u8; 16], Error> {
-    v.try_into().map_err(|_| Error::internal("id column is not 16 bytes"))
+    v.try_into()
+        .map_err(|_| Error::internal("id column is not 16 bytes"))
 }
 
 fn post_from_row(row: Row) -> Result<PostRecord, Error> {
@@ -69,13 +110,25 @@ fn post_from_row(row: Row) -> Result<PostRecord, Error> {
         Option<String>,
         u64,
     );
-    let (id, author, caption, status, content_type, size_bytes, upload_id, part_size, image_key, failure_reason, comment_count) =
-        mysql_async::from_row_opt::<Cols>(row).map_err(Error::internal)?;
+    let (
+        id,
+        author,
+        caption,
+        status,
+        content_type,
+        size_bytes,
+        upload_id,
+        part_size,
+        image_key,
+        failure_reason,
+        comment_count,
+    ) = mysql_async::from_row_opt::<Cols>(row).map_err(Error::internal)?;
     Ok(PostRecord {
         id: PostId::from_bytes(id_bytes(id)?),
         author,
         caption,
-        status: PostStatus::parse(&status).ok_or_else(|| Error::internal(format!("unknown status {status}")))?,
+        status: PostStatus::parse(&status)
+            .ok_or_else(|| Error::internal(format!("unknown status {status}")))?,
         content_type,
         size_bytes,
         upload_id,
@@ -88,7 +141,8 @@ fn post_from_row(row: Row) -> Result<PostRecord, Error> {
 
 fn comment_from_row(row: Row) -> Result<CommentRecord, Error> {
     let (post_id, id, author, content) =
-        mysql_async::from_row_opt::<(Vec<u8>, Vec<u8>, String, String)>(row).map_err(Error::internal)?;
+        mysql_async::from_row_opt::<(Vec<u8>, Vec<u8>, String, String)>(row)
+            .map_err(Error::internal)?;
     Ok(CommentRecord {
         id: CommentId::from_bytes(id_bytes(id)?),
         post_id: PostId::from_bytes(id_bytes(post_id)?),
@@ -112,37 +166,27 @@ impl Store for MySqlStore {
 
     async fn post(&self, id: PostId) -> Result<Option<PostRecord>, Error> {
         let mut conn = self.pool.get_conn().await?;
-        let row: Option<Row> = conn
-            .exec_first(format!("SELECT {POST_COLUMNS} FROM posts WHERE id = ?"), (id.as_bytes(),))
-            .await?;
+        let row: Option<Row> = conn.exec_first(sql::POST_BY_ID, (id.as_bytes(),)).await?;
         row.map(post_from_row).transpose()
     }
 
-    async fn feed_page(&self, after: Option<FeedPosition>, limit: usize) -> Result<Vec<PostRecord>, Error> {
+    async fn feed_page(
+        &self,
+        after: Option<FeedPosition>,
+        limit: usize,
+    ) -> Result<Vec<PostRecord>, Error> {
         let mut conn = self.pool.get_conn().await?;
-        // Index posts_feed (status, comment_count, id), scanned backwards.
-        // The OR is spelled out rather than as a row comparison
-        // `(comment_count, id) < (?, ?)`, which MariaDB does not turn into an
-        // index range.
         let rows: Vec<Row> = match after {
-            None => {
-                conn.exec(
-                    format!(
-                        "SELECT {POST_COLUMNS} FROM posts WHERE status = 'published' \
-                         ORDER BY comment_count DESC, id DESC LIMIT ?"
-                    ),
-                    (limit as u64,),
-                )
-                .await?
-            }
+            None => conn.exec(sql::FEED_FIRST, (limit as u64,)).await?,
             Some(p) => {
                 conn.exec(
-                    format!(
-                        "SELECT {POST_COLUMNS} FROM posts WHERE status = 'published' \
-                         AND (comment_count < ? OR (comment_count = ? AND id < ?)) \
-                         ORDER BY comment_count DESC, id DESC LIMIT ?"
+                    sql::FEED_AFTER,
+                    (
+                        p.comment_count,
+                        p.comment_count,
+                        p.post_id.as_bytes(),
+                        limit as u64,
                     ),
-                    (p.comment_count, p.comment_count, p.post_id.as_bytes(), limit as u64),
                 )
                 .await?
             }
@@ -150,16 +194,18 @@ impl Store for MySqlStore {
         rows.into_iter().map(post_from_row).collect()
     }
 
-    async fn last_comments(&self, posts: &[PostId], per_post: usize) -> Result<Vec<CommentRecord>, Error> {
+    async fn last_comments(
+        &self,
+        posts: &[PostId],
+        per_post: usize,
+    ) -> Result<Vec<CommentRecord>, Error> {
         if posts.is_empty() {
             return Ok(Vec::new());
         }
         // One statement, one primary-key range of `per_post` rows per post:
         // MariaDB has no LATERAL join, and a window function over
         // `post_id IN (...)` would read every comment of a hot post.
-        let one = "(SELECT post_id, id, author, content FROM comments \
-                   WHERE post_id = ? ORDER BY id DESC LIMIT ?)";
-        let sql = vec![one; posts.len()].join(" UNION ALL ");
+        let sql = vec![sql::LAST_COMMENTS_OF_ONE; posts.len()].join(" UNION ALL ");
         let mut params: Vec<mysql_async::Value> = Vec::with_capacity(posts.len() * 2);
         for p in posts {
             params.push(p.as_bytes().to_vec().into());
@@ -177,20 +223,14 @@ impl Store for MySqlStore {
         limit: usize,
     ) -> Result<Vec<CommentRecord>, Error> {
         let mut conn = self.pool.get_conn().await?;
-        // Primary key (post_id, id), scanned backwards.
         let rows: Vec<Row> = match after {
             None => {
-                conn.exec(
-                    "SELECT post_id, id, author, content FROM comments WHERE post_id = ? \
-                     ORDER BY id DESC LIMIT ?",
-                    (post.as_bytes(), limit as u64),
-                )
-                .await?
+                conn.exec(sql::COMMENTS_FIRST, (post.as_bytes(), limit as u64))
+                    .await?
             }
             Some(p) => {
                 conn.exec(
-                    "SELECT post_id, id, author, content FROM comments WHERE post_id = ? AND id < ? \
-                     ORDER BY id DESC LIMIT ?",
+                    sql::COMMENTS_AFTER,
                     (post.as_bytes(), p.comment_id.as_bytes(), limit as u64),
                 )
                 .await?
@@ -224,24 +264,34 @@ impl Store for MySqlStore {
             tx.commit().await?;
             return Ok(AddComment::Added);
         }
-        let row: Option<(String, String)> =
-            tx.exec_first("SELECT status, author FROM posts WHERE id = ?", (post.as_bytes(),)).await?;
+        let row: Option<(String, String)> = tx
+            .exec_first(
+                "SELECT status, author FROM posts WHERE id = ?",
+                (post.as_bytes(),),
+            )
+            .await?;
         tx.rollback().await?;
         Ok(match row {
             None => AddComment::NoSuchPost,
             Some((status, author)) => AddComment::NotPublished {
-                status: PostStatus::parse(&status).ok_or_else(|| Error::internal("unknown status"))?,
+                status: PostStatus::parse(&status)
+                    .ok_or_else(|| Error::internal("unknown status"))?,
                 author,
             },
         })
     }
 
-    async fn delete_comment(&self, post: PostId, id: CommentId, caller: &UserId) -> Result<DeleteComment, Error> {
+    async fn delete_comment(
+        &self,
+        post: PostId,
+        id: CommentId,
+        caller: &UserId,
+    ) -> Result<DeleteComment, Error> {
         let mut conn = self.pool.get_conn().await?;
         // A cheap unlocked look first: strangers are turned away without
         // taking a lock on a possibly hot post.
         let author: Option<String> = conn
-            .exec_first("SELECT author FROM comments WHERE post_id = ? AND id = ?", (post.as_bytes(), id.as_bytes()))
+            .exec_first(sql::COMMENT_AUTHOR, (post.as_bytes(), id.as_bytes()))
             .await?;
         match author {
             None => return Ok(DeleteComment::NoSuchComment),
@@ -251,7 +301,11 @@ impl Store for MySqlStore {
         let mut tx = conn.start_transaction(read_committed()).await?;
         // Post row first, then the comment: the same lock order as
         // add_comment, so the two cannot deadlock.
-        tx.exec_drop("SELECT id FROM posts WHERE id = ? FOR UPDATE", (post.as_bytes(),)).await?;
+        tx.exec_drop(
+            "SELECT id FROM posts WHERE id = ? FOR UPDATE",
+            (post.as_bytes(),),
+        )
+        .await?;
         tx.exec_drop(
             "DELETE FROM comments WHERE post_id = ? AND id = ? AND author = ?",
             (post.as_bytes(), id.as_bytes(), caller.as_str()),
@@ -262,8 +316,11 @@ impl Store for MySqlStore {
             tx.rollback().await?;
             return Ok(DeleteComment::NoSuchComment);
         }
-        tx.exec_drop("UPDATE posts SET comment_count = comment_count - 1 WHERE id = ?", (post.as_bytes(),))
-            .await?;
+        tx.exec_drop(
+            "UPDATE posts SET comment_count = comment_count - 1 WHERE id = ?",
+            (post.as_bytes(),),
+        )
+        .await?;
         tx.commit().await?;
         Ok(DeleteComment::Deleted)
     }

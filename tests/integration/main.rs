@@ -1,0 +1,11 @@
+//! Integration tests: the real gateway and handlers over the real MariaDB and
+//! moto. One binary (one link) for all of them; each test has its own
+//! database and bucket, so they run in parallel.
+
+mod comments;
+mod events;
+mod explain;
+mod feed;
+mod identity;
+mod posts;
+mod template;
