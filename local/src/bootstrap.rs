@@ -28,3 +28,77 @@ pub async fn bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), BoxErro
         .await?;
     Ok(())
 }
+
+/// The pipeline's queues, as `template.yaml` declares them.
+#[derive(Clone, Debug)]
+pub struct Queues {
+    pub conversion: crate::poller::QueueRef,
+    pub conversion_dlq: crate::poller::QueueRef,
+    pub results: crate::poller::QueueRef,
+    pub results_dlq: crate::poller::QueueRef,
+}
+
+/// Receives before a message moves to its dead-letter queue.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+
+/// Creates the queues named `<prefix>-conversion` and so on, each redriving
+/// to its dead-letter queue after MAX_RECEIVE_COUNT receives.
+pub async fn queues(sqs: &aws_sdk_sqs::Client, prefix: &str, visibility_secs: u32) -> Result<Queues, BoxError> {
+    let conversion_dlq = queue(sqs, &format!("{prefix}-conversion-dlq"), visibility_secs, None).await?;
+    let conversion = queue(sqs, &format!("{prefix}-conversion"), visibility_secs, Some(&conversion_dlq.arn)).await?;
+    let results_dlq = queue(sqs, &format!("{prefix}-results-dlq"), visibility_secs, None).await?;
+    let results = queue(sqs, &format!("{prefix}-results"), visibility_secs, Some(&results_dlq.arn)).await?;
+    Ok(Queues { conversion, conversion_dlq, results, results_dlq })
+}
+
+async fn queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_secs: u32,
+    dead_letters: Option<&str>,
+) -> Result<crate::poller::QueueRef, BoxError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let mut create = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(A::VisibilityTimeout, visibility_secs.to_string())
+        .attributes(A::MessageRetentionPeriod, "1209600");
+    if let Some(arn) = dead_letters {
+        let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVE_COUNT.to_string() });
+        create = create.attributes(A::RedrivePolicy, policy.to_string());
+    }
+    let url = create.send().await?.queue_url.ok_or("CreateQueue returned no URL")?;
+    let attrs = sqs.get_queue_attributes().queue_url(&url).attribute_names(A::QueueArn).send().await?;
+    let arn = attrs.attributes().and_then(|a| a.get(&A::QueueArn)).cloned().ok_or("queue has no ARN")?;
+    Ok(crate::poller::QueueRef { url, arn })
+}
+
+/// ObjectCreated under `originals/` -> the conversion queue. Converted
+/// images live under another prefix and never trigger a conversion.
+pub async fn notifications(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -> Result<(), BoxError> {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
+        QueueConfiguration, S3KeyFilter,
+    };
+    let filter = NotificationConfigurationFilter::builder()
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(
+                    FilterRule::builder().name(FilterRuleName::Prefix).value(imagegram::domain::ORIGINALS_PREFIX).build(),
+                )
+                .build(),
+        )
+        .build();
+    let config = NotificationConfiguration::builder()
+        .queue_configurations(
+            QueueConfiguration::builder()
+                .id("originals-to-conversion")
+                .queue_arn(queue_arn)
+                .events(Event::from("s3:ObjectCreated:*"))
+                .filter(filter)
+                .build()?,
+        )
+        .build();
+    s3.put_bucket_notification_configuration().bucket(bucket).notification_configuration(config).send().await?;
+    Ok(())
+}

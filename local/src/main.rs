@@ -1,7 +1,8 @@
 //! `imagegram-local`: the local stack's command line.
 //!
 //! ```text
-//! imagegram-local serve            migrate, create the bucket, serve the API on :3000
+//! imagegram-local serve            migrate, create bucket and queues, run the
+//!                                  pipeline and serve the API on :3000
 //! imagegram-local token SUB [TTL]  print a dev JWT for SUB (TTL seconds, default 86400)
 //! imagegram-local migrate          apply pending migrations to DATABASE_URL
 //! ```
@@ -12,7 +13,11 @@ use imagegram::api::App;
 use imagegram::config::{ApiConfig, optional};
 use imagegram::store::migrate;
 use imagegram_local::auth::{self, DevAuthorizer};
-use imagegram_local::{bootstrap, gateway::Gateway};
+use imagegram::objects::S3Objects;
+use imagegram::pipeline::convert::Limits;
+use imagegram::pipeline::{Converter, Finalizer};
+use imagegram_local::{bootstrap, gateway::Gateway, pipeline};
+use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -56,7 +61,24 @@ async fn serve() -> Result<(), BoxError> {
     let cfg = ApiConfig::from_env()?;
     let app = App::from_config(&cfg).await?;
     migrate(app.store.pool()).await?;
-    bootstrap::bucket(app.objects.client(), &cfg.bucket).await?;
+    let s3 = app.objects.client().clone();
+    bootstrap::bucket(&s3, &cfg.bucket).await?;
+
+    // The pipeline: queues, the bucket's notification, and the pollers.
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    let prefix = optional("QUEUE_PREFIX").unwrap_or_else(|| "imagegram-local".into());
+    let queues = bootstrap::queues(&sqs, &prefix, 60).await?;
+    bootstrap::notifications(&s3, &cfg.bucket, &queues.conversion.arn).await?;
+    let converter = Converter {
+        objects: S3Objects::new(s3, cfg.bucket.clone(), None, Duration::from_secs(3600)),
+        sqs: sqs.clone(),
+        results_queue_url: queues.results.url.clone(),
+        limits: Limits::default(),
+    };
+    let finalizer = Finalizer { store: app.store.clone() };
+    pipeline::spawn(sqs, region, &queues, converter, finalizer, Duration::from_secs(10));
     let addr = optional("IMAGEGRAM_API_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);

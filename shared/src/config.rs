@@ -77,3 +77,34 @@ impl ApiConfig {
         })
     }
 }
+
+/// What the converter function needs.
+#[derive(Clone, Debug)]
+pub struct ConverterConfig {
+    /// Bucket of originals and converted images; events of others are ignored.
+    pub bucket: String,
+    /// The finalizer's queue.
+    pub results_queue_url: String,
+}
+
+impl ConverterConfig {
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(ConverterConfig { bucket: required("BUCKET")?, results_queue_url: required("RESULTS_QUEUE_URL")? })
+    }
+}
+
+/// What the finalizer function needs.
+#[derive(Clone, Debug)]
+pub struct FinalizerConfig {
+    pub database_url: Secret,
+    pub db_pool_max: usize,
+}
+
+impl FinalizerConfig {
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(FinalizerConfig {
+            database_url: Secret::new(required("DATABASE_URL")?),
+            db_pool_max: parsed("DB_POOL_MAX", 2)?,
+        })
+    }
+}

@@ -77,6 +77,13 @@ macro_rules! time_ordered_id {
                 s.collect_str(self)
             }
         }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| serde::de::Error::custom("not an id"))
+            }
+        }
     };
 }
 
@@ -88,6 +95,31 @@ time_ordered_id!(
     /// Opaque to clients: 32 lowercase hex digits of a UUIDv7.
     CommentId
 );
+
+/// Largest image accepted, declared or actual: 100 MiB.
+pub const MAX_IMAGE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Where originals land; the bucket notifies the conversion queue of this
+/// prefix only, so converted images never retrigger conversion.
+pub const ORIGINALS_PREFIX: &str = "originals/";
+pub const CONVERTED_PREFIX: &str = "converted/";
+
+impl PostId {
+    /// `originals/<id>`: the uploaded bytes, never served.
+    pub fn original_key(&self) -> String {
+        format!("{ORIGINALS_PREFIX}{self}")
+    }
+
+    /// `converted/<id>.jpg`: the 600x600 JPEG that is served.
+    pub fn converted_key(&self) -> String {
+        format!("{CONVERTED_PREFIX}{self}.jpg")
+    }
+
+    /// The post an original's key belongs to.
+    pub fn from_original_key(key: &str) -> Option<Self> {
+        key.strip_prefix(ORIGINALS_PREFIX).and_then(PostId::parse)
+    }
+}
 
 /// A post caption: 0 to 2200 characters, kept as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -321,6 +353,14 @@ mod tests {
             rfc3339(OffsetDateTime::UNIX_EPOCH),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn object_keys_round_trip_to_post_ids() {
+        let id = PostId::generate();
+        assert_eq!(PostId::from_original_key(&id.original_key()), Some(id));
+        assert_eq!(PostId::from_original_key(&id.converted_key()), None);
+        assert_eq!(PostId::from_original_key("originals/../etc"), None);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!   API Gateway (or the local gateway) built, finds the route by its route
 //!   key, parses the input into domain values, calls one operation in
 //!   [`api::ops`] and maps the result (or the [`Error`]) to a response.
+//! - [`pipeline`]: what happens after an upload completes: the converter
+//!   (S3 event -> 600x600 JPEG, [`pipeline::convert`] is the pure part) and
+//!   the finalizer (result -> post record).
 //! - [`domain`]: typed values (`PostId`, `Caption`, `CommentText`, ...) that
 //!   can only be built by parsing, so everything past the handler is valid.
 //! - [`cursor`]: opaque, signed pagination cursors.
@@ -25,6 +28,7 @@ pub mod cursor;
 pub mod domain;
 pub mod error;
 pub mod objects;
+pub mod pipeline;
 pub mod store;
 pub mod telemetry;
 

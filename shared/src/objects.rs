@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::Error;
 
@@ -14,6 +16,54 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// An absolute URL that serves the converted JPEG at `key`.
     fn image_url(&self, key: &str) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// Opens a multipart upload; returns its id.
+    fn create_upload(&self, key: &str, content_type: &str) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// A URL that takes one part with a plain PUT; no checksum headers are
+    /// signed, so any HTTP client can use it.
+    fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// The parts S3 holds, all pages. `Ok(None)` when the upload is gone.
+    fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<Option<Vec<UploadedPart>>, Error>> + Send;
+
+    /// Completes the upload with these `(part_number, etag)`s.
+    fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Aborts the upload; an upload already gone is no error.
+    fn abort_upload(&self, key: &str, upload_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// How long presigned URLs live.
+    fn presign_ttl(&self) -> Duration;
+}
+
+/// A part S3 holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UploadedPart {
+    pub part_number: u32,
+    pub etag: String,
+    pub size: u64,
+}
+
+/// An original as the converter sees it before reading it.
+#[derive(Clone, Debug)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: String,
 }
 
 #[derive(Clone)]
@@ -53,6 +103,50 @@ impl S3Objects {
     /// lasts two windows: the same image gets the same URL for a while, so
     /// browsers and CDNs can cache it, and a URL handed out is valid for at
     /// least one full TTL.
+    /// Size and ETag, or `None` if there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(h) => Ok(Some(ObjectHead {
+                size: h.content_length().unwrap_or(0).max(0) as u64,
+                etag: h.e_tag().unwrap_or_default().to_owned(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    /// The ETag of the original a converted image was made from, if that
+    /// image exists.
+    pub async fn converted_from(&self, key: &str) -> Result<Option<String>, Error> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(h) => Ok(h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(s3_error)?;
+        let bytes = out.body.collect().await.map_err(|e| Error::unavailable("object store", e))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Stores a converted JPEG, remembering which original it came from.
+    pub async fn put_converted(&self, key: &str, jpeg: Vec<u8>, source_etag: &str) -> Result<(), Error> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("image/jpeg")
+            .cache_control("public, max-age=31536000, immutable")
+            .metadata(SOURCE_ETAG, source_etag)
+            .body(ByteStream::from(jpeg))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
     fn presigning(&self) -> Result<PresigningConfig, Error> {
         let ttl = self.presign_ttl.as_secs().max(60);
         let now = SystemTime::now()
@@ -67,6 +161,9 @@ impl S3Objects {
             .map_err(Error::internal)
     }
 }
+
+/// Metadata on a converted image: the ETag of its original.
+const SOURCE_ETAG: &str = "source-etag";
 
 /// S3 errors that mean "try again later" rather than "this is wrong".
 pub(crate) fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> Error
@@ -113,4 +210,121 @@ impl ObjectStore for S3Objects {
             .map_err(Error::internal)?;
         Ok(req.uri().to_owned())
     }
+
+    async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, Error> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| Error::internal("S3 returned no upload id"))
+    }
+
+    async fn presign_part(&self, key: &str, upload_id: &str, part_number: u32) -> Result<String, Error> {
+        let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(Error::internal)?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number as i32)
+            .presigned(cfg)
+            .await
+            .map_err(Error::internal)?;
+        Ok(req.uri().to_owned())
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<UploadedPart>>, Error> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                Err(e) if is_no_such_upload(&e) => return Ok(None),
+                Err(e) => return Err(s3_error(e)),
+            };
+            for p in out.parts() {
+                parts.push(UploadedPart {
+                    part_number: p.part_number().unwrap_or(0).max(0) as u32,
+                    etag: p.e_tag().unwrap_or_default().to_owned(),
+                    size: p.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(Some(parts))
+    }
+
+    async fn complete_upload(&self, key: &str, upload_id: &str, parts: &[(u32, String)]) -> Result<(), Error> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|(n, etag)| CompletedPart::builder().part_number(*n as i32).e_tag(etag).build())
+                    .collect(),
+            ))
+            .build();
+        let res = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // S3 refuses parts that are missing, mismatched or too small:
+                // the client's list is wrong, not the service.
+                let code = e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s));
+                match code {
+                    Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML") => {
+                        Err(Error::InvalidRequest(format!(
+                            "S3 refused the parts list ({}): every part but the last must be full, \
+                             and each etag must match the part",
+                            code.unwrap_or_default()
+                        )))
+                    }
+                    Some("NoSuchUpload") => Err(Error::Conflict("the upload no longer exists".into())),
+                    _ => Err(s3_error(e)),
+                }
+            }
+        }
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_no_such_upload(&e) => Ok(()),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    fn presign_ttl(&self) -> Duration {
+        self.presign_ttl
+    }
+}
+
+fn is_no_such_upload<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload")
 }

@@ -9,6 +9,8 @@ use imagegram::api::App;
 use imagegram::cursor::CursorCodec;
 use imagegram::domain::{PostId, PostStatus, sql_datetime};
 use imagegram::objects::S3Objects;
+use imagegram::pipeline::convert::Limits;
+use imagegram::pipeline::{Converter, Finalizer};
 use imagegram::store::{MySqlStore, migrate};
 use imagegram_local::auth::{DevAuthorizer, mint};
 use imagegram_local::gateway::Gateway;
@@ -88,6 +90,8 @@ pub async fn fresh_bucket(s3: &aws_sdk_s3::Client) -> String {
 /// bucket.
 pub struct TestApp {
     pub base: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queues: imagegram_local::bootstrap::Queues,
     pub http: reqwest::Client,
     pub db: mysql_async::Pool,
     pub database_url: String,
@@ -96,11 +100,36 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the converter (to break it).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Converter)) -> TestApp {
     let (database_url, store) = fresh_database().await;
     let sdk = sdk_config().await;
     let s3 = aws_sdk_s3::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let bucket = fresh_bucket(&s3).await;
     let db = store.pool().clone();
+    // A short visibility timeout: a failed message comes back in a second,
+    // so the dead-letter path takes seconds, not minutes.
+    let queues = imagegram_local::bootstrap::queues(&sqs, &bucket, 1).await.expect("queues in moto");
+    imagegram_local::bootstrap::notifications(&s3, &bucket, &queues.conversion.arn).await.expect("notifications");
+    let mut converter = Converter {
+        objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(3600)),
+        sqs: sqs.clone(),
+        results_queue_url: queues.results.url.clone(),
+        limits: Limits::default(),
+    };
+    tweak(&mut converter);
+    imagegram_local::pipeline::spawn(
+        sqs.clone(),
+        "us-east-1".into(),
+        &queues,
+        converter,
+        Finalizer { store: store.clone() },
+        Duration::from_secs(1),
+    );
     let app = App {
         store,
         objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(3600)),
@@ -112,6 +141,8 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(gateway.serve(listener));
     TestApp {
         base,
+        sqs,
+        queues,
         http: reqwest::Client::new(),
         db,
         database_url,

@@ -1,1 +1,22 @@
-fn main() {}
+//! The converter Lambda: SQS (S3 notifications of originals) -> 600x600
+//! JPEG -> results queue. Wiring only; the logic is
+//! `imagegram::pipeline::converter`.
+
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use imagegram::config::ConverterConfig;
+use imagegram::pipeline::Converter;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    imagegram::telemetry::init();
+    let cfg = ConverterConfig::from_env()?;
+    let converter = Arc::new(Converter::from_config(&cfg).await);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let converter = Arc::clone(&converter);
+        async move { Ok::<SqsBatchResponse, Error>(converter.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -7,6 +7,7 @@
 //! nowhere else.
 
 pub mod ops;
+pub mod uploads;
 
 use http::StatusCode;
 use lambda_http::request::RequestContext;
@@ -25,6 +26,11 @@ use crate::store::Store;
 /// gateway matches requests against this table.
 pub const ROUTES: &[&str] = &[
     "GET /health",
+    "POST /posts",
+    "GET /posts/{id}/upload",
+    "POST /posts/{id}/upload/parts",
+    "POST /posts/{id}/upload/complete",
+    "DELETE /posts/{id}/upload",
     "GET /posts",
     "GET /posts/{id}",
     "POST /posts/{id}/comments",
@@ -76,6 +82,57 @@ async fn dispatch<S: Store, O: ObjectStore>(
             let limit = Limit::parse(query(req, "limit"))?;
             let page = ops::feed(app, query(req, "cursor"), limit).await?;
             json(StatusCode::OK, &page)
+        }
+        "POST /posts" => {
+            #[derive(serde::Deserialize)]
+            struct Input {
+                #[serde(default)]
+                caption: String,
+                content_type: String,
+                size_bytes: u64,
+            }
+            let input: Input = body(req)?;
+            let created =
+                uploads::create_post(app, &caller, input.caption, &input.content_type, input.size_bytes).await?;
+            json(StatusCode::CREATED, &created)
+        }
+        "GET /posts/{id}/upload" => {
+            let state = uploads::upload_state(app, &caller, post_id(req)?).await?;
+            json(StatusCode::OK, &state)
+        }
+        "POST /posts/{id}/upload/parts" => {
+            #[derive(serde::Deserialize)]
+            struct Input {
+                part_numbers: Vec<u32>,
+            }
+            let post = post_id(req)?;
+            let input: Input = body(req)?;
+            let urls = uploads::fresh_urls(app, &caller, post, input.part_numbers).await?;
+            json(StatusCode::OK, &urls)
+        }
+        "POST /posts/{id}/upload/complete" => {
+            #[derive(serde::Deserialize)]
+            struct Part {
+                part_number: u32,
+                etag: String,
+            }
+            #[derive(serde::Deserialize)]
+            struct Input {
+                parts: Option<Vec<Part>>,
+            }
+            let post = post_id(req)?;
+            // The body is optional: none means "what S3 holds".
+            let parts = if req.body().as_ref().iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                body::<Input>(req)?.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect())
+            };
+            let post = uploads::complete(app, &caller, post, parts).await?;
+            json(StatusCode::ACCEPTED, &post)
+        }
+        "DELETE /posts/{id}/upload" => {
+            uploads::abort(app, &caller, post_id(req)?).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
         }
         "GET /posts/{id}" => {
             let post = ops::get_post(app, &caller, post_id(req)?).await?;

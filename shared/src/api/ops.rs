@@ -52,7 +52,7 @@ pub async fn feed<S: Store, O: ObjectStore>(
         _ => None,
     };
     Ok(FeedPage {
-        posts: with_last_comments(app, rows).await?,
+        posts: views(app, rows).await?,
         next_cursor,
     })
 }
@@ -63,7 +63,7 @@ pub async fn get_post<S: Store, O: ObjectStore>(
     id: PostId,
 ) -> Result<Post, Error> {
     let post = visible_post(app, caller, id).await?;
-    let mut posts = with_last_comments(app, vec![post]).await?;
+    let mut posts = views(app, vec![post]).await?;
     Ok(posts.remove(0))
 }
 
@@ -154,9 +154,9 @@ async fn visible_post<S: Store, O: ObjectStore>(
     }
 }
 
-/// Attaches each post's newest comments (one query for the whole page) and
-/// its image URL.
-async fn with_last_comments<S: Store, O: ObjectStore>(
+/// What clients see of stored posts: each with its newest comments (one
+/// query for the whole page) and its image URL.
+pub(super) async fn views<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     rows: Vec<PostRecord>,
 ) -> Result<Vec<Post>, Error> {

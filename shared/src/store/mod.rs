@@ -7,7 +7,7 @@ use std::future::Future;
 
 use crate::Error;
 use crate::cursor::{CommentsPosition, FeedPosition};
-use crate::domain::{CommentId, CommentText, PostId, PostStatus, UserId};
+use crate::domain::{Caption, CommentId, CommentText, PostId, PostStatus, UserId};
 
 pub use mysql::{MySqlStore, migrate};
 
@@ -56,6 +56,26 @@ pub enum DeleteComment {
     NotAuthor,
 }
 
+/// A post about to be created, with its open upload.
+#[derive(Clone, Debug)]
+pub struct NewPost {
+    pub id: PostId,
+    pub author: UserId,
+    pub caption: Caption,
+    pub content_type: &'static str,
+    pub size_bytes: u64,
+    pub upload_id: String,
+    pub part_size: u64,
+}
+
+/// How a conversion ended, as the finalizer records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Published { image_key: String },
+    Failed { reason: String },
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Round trip to the database, for `/health`.
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send;
@@ -102,4 +122,23 @@ pub trait Store: Send + Sync + 'static {
         id: CommentId,
         caller: &UserId,
     ) -> impl Future<Output = Result<DeleteComment, Error>> + Send;
+
+    fn create_post(&self, post: &NewPost) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Moves the post from `from` to `to`; false when it was not in `from`
+    /// (someone else moved it first).
+    fn transition(
+        &self,
+        post: PostId,
+        from: PostStatus,
+        to: PostStatus,
+        failure_reason: Option<&str>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Deletes a post still awaiting its upload; false if it was not.
+    fn delete_unpublished(&self, post: PostId) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Records how a conversion ended, once: only a `processing` post moves,
+    /// so repeated or late results never flip a published post back.
+    fn finish(&self, post: PostId, outcome: &Outcome) -> impl Future<Output = Result<bool, Error>> + Send;
 }

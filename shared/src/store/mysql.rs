@@ -7,7 +7,7 @@ use mysql_async::{
     IsolationLevel, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts,
 };
 
-use super::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
+use super::{AddComment, CommentRecord, DeleteComment, NewPost, Outcome, PostRecord, Store};
 use crate::Error;
 use crate::cursor::{CommentsPosition, FeedPosition};
 use crate::domain::{CommentId, CommentText, PostId, PostStatus, UserId, sql_datetime};
@@ -323,5 +323,63 @@ impl Store for MySqlStore {
         .await?;
         tx.commit().await?;
         Ok(DeleteComment::Deleted)
+    }
+
+    async fn create_post(&self, p: &NewPost) -> Result<(), Error> {
+        let mut conn = self.pool.get_conn().await?;
+        conn.exec_drop(
+            "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
+             created_at, updated_at) VALUES (?, ?, ?, 'awaiting_upload', ?, ?, ?, ?, ?, ?)",
+            (
+                p.id.as_bytes(),
+                p.author.as_str(),
+                p.caption.as_str(),
+                p.content_type,
+                p.size_bytes,
+                &p.upload_id,
+                p.part_size,
+                sql_datetime(p.id.created_at()),
+                sql_datetime(p.id.created_at()),
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn transition(
+        &self,
+        post: PostId,
+        from: PostStatus,
+        to: PostStatus,
+        failure_reason: Option<&str>,
+    ) -> Result<bool, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        conn.exec_drop(
+            "UPDATE posts SET status = ?, failure_reason = ?, updated_at = NOW(3) WHERE id = ? AND status = ?",
+            (to.as_str(), failure_reason, post.as_bytes(), from.as_str()),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    async fn delete_unpublished(&self, post: PostId) -> Result<bool, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        conn.exec_drop("DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'", (post.as_bytes(),)).await?;
+        Ok(conn.affected_rows() == 1)
+    }
+
+    async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
+        let (status, image_key, reason) = match outcome {
+            Outcome::Published { image_key } => (PostStatus::Published, Some(image_key.as_str()), None),
+            Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
+        };
+        let mut conn = self.pool.get_conn().await?;
+        conn.exec_drop(
+            "UPDATE posts SET status = ?, image_key = ?, failure_reason = ?, upload_id = NULL, \
+             updated_at = NOW(3) WHERE id = ? AND status = 'processing'",
+            (status.as_str(), image_key, reason, post.as_bytes()),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
     }
 }

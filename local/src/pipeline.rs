@@ -1,0 +1,39 @@
+//! The conversion pipeline, locally: the same converter and finalizer the
+//! Lambdas run, each behind a poller of the queue its event source mapping
+//! reads in AWS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagegram::pipeline::{Converter, Finalizer};
+use imagegram::store::Store;
+
+use crate::bootstrap::Queues;
+use crate::poller;
+
+/// Starts the three pollers: conversion -> converter, results and the
+/// conversion dead letters -> finalizer. They run until the runtime stops.
+pub fn spawn<S: Store>(
+    sqs: aws_sdk_sqs::Client,
+    region: String,
+    queues: &Queues,
+    converter: Converter,
+    finalizer: Finalizer<S>,
+    wait: Duration,
+) {
+    let converter = Arc::new(converter);
+    let finalizer = Arc::new(finalizer);
+    let f1 = Arc::clone(&finalizer);
+    tokio::spawn(poller::run(sqs.clone(), queues.conversion.clone(), region.clone(), wait, move |ev| {
+        let c = Arc::clone(&converter);
+        async move { c.handle(ev).await }
+    }));
+    tokio::spawn(poller::run(sqs.clone(), queues.results.clone(), region.clone(), wait, move |ev| {
+        let f = Arc::clone(&f1);
+        async move { f.handle(ev).await }
+    }));
+    tokio::spawn(poller::run(sqs, queues.conversion_dlq.clone(), region, wait, move |ev| {
+        let f = Arc::clone(&finalizer);
+        async move { f.handle(ev).await }
+    }));
+}

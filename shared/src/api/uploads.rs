@@ -1,0 +1,265 @@
+//! The upload half of the API: a post is created with an S3 multipart upload
+//! of its original; the client PUTs parts straight to S3 through presigned
+//! URLs (resuming part by part), then completes or aborts.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::App;
+use super::ops::views;
+use crate::Error;
+use crate::domain::{Caption, ImageFormat, MAX_IMAGE_BYTES, Post, PostId, PostStatus, UserId, rfc3339};
+use crate::objects::{ObjectStore, UploadedPart};
+use crate::store::{NewPost, PostRecord, Store};
+
+/// Every part but the last is this big: S3's minimum, so a dropped
+/// connection loses at most 5 MiB of a slow upload.
+pub const PART_SIZE: u64 = 5 * 1024 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct PartUrl {
+    pub part_number: u32,
+    pub url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Upload {
+    pub upload_id: String,
+    pub part_size: u64,
+    pub part_count: u32,
+    pub expires_at: String,
+    pub parts: Vec<PartUrl>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedPost {
+    pub post: Post,
+    pub upload: Upload,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadState {
+    pub upload_id: String,
+    pub part_size: u64,
+    pub part_count: u32,
+    pub uploaded_parts: Vec<UploadedPart>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FreshUrls {
+    pub parts: Vec<PartUrl>,
+    pub expires_at: String,
+}
+
+fn part_count(size: u64, part_size: u64) -> u32 {
+    size.div_ceil(part_size) as u32
+}
+
+pub async fn create_post<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    caption: String,
+    content_type: &str,
+    size_bytes: u64,
+) -> Result<CreatedPost, Error> {
+    let format = ImageFormat::from_content_type(content_type)?;
+    if size_bytes == 0 {
+        return Err(Error::InvalidRequest("size_bytes must be at least 1".into()));
+    }
+    if size_bytes > MAX_IMAGE_BYTES {
+        return Err(Error::TooLarge(format!("images may be at most {MAX_IMAGE_BYTES} bytes (100 MiB)")));
+    }
+    let caption = Caption::parse(caption)?;
+    let id = PostId::generate();
+    let key = id.original_key();
+    let upload_id = app.objects.create_upload(&key, format.content_type()).await?;
+    let new = NewPost {
+        id,
+        author: caller.clone(),
+        caption,
+        content_type: format.content_type(),
+        size_bytes,
+        upload_id: upload_id.clone(),
+        part_size: PART_SIZE,
+    };
+    if let Err(e) = app.store.create_post(&new).await {
+        // No post, no upload: the lifecycle rule would clean it up in a day,
+        // but there is no reason to wait.
+        let _ = app.objects.abort_upload(&key, &upload_id).await;
+        return Err(e);
+    }
+    let count = part_count(size_bytes, PART_SIZE);
+    let (parts, expires_at) = presign(app, &key, &upload_id, 1..=count).await?;
+    let record = app.store.post(id).await?.ok_or_else(|| Error::internal("post vanished after insert"))?;
+    let post = views(app, vec![record]).await?.remove(0);
+    Ok(CreatedPost {
+        post,
+        upload: Upload { upload_id, part_size: PART_SIZE, part_count: count, expires_at, parts },
+    })
+}
+
+pub async fn upload_state<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+) -> Result<UploadState, Error> {
+    let (post, upload_id) = open_upload(app, caller, id).await?;
+    let uploaded_parts = app
+        .objects
+        .list_parts(&id.original_key(), &upload_id)
+        .await?
+        .ok_or_else(|| Error::Conflict("the upload no longer exists".into()))?;
+    Ok(UploadState {
+        upload_id,
+        part_size: post.part_size,
+        part_count: part_count(post.size_bytes, post.part_size),
+        uploaded_parts,
+    })
+}
+
+pub async fn fresh_urls<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+    mut part_numbers: Vec<u32>,
+) -> Result<FreshUrls, Error> {
+    let (post, upload_id) = open_upload(app, caller, id).await?;
+    let count = part_count(post.size_bytes, post.part_size);
+    if part_numbers.is_empty() {
+        return Err(Error::InvalidRequest("part_numbers must not be empty".into()));
+    }
+    if let Some(bad) = part_numbers.iter().find(|n| **n == 0 || **n > count) {
+        return Err(Error::InvalidRequest(format!("part {bad} is out of range 1..={count}")));
+    }
+    part_numbers.sort_unstable();
+    part_numbers.dedup();
+    let (parts, expires_at) = presign(app, &id.original_key(), &upload_id, part_numbers).await?;
+    Ok(FreshUrls { parts, expires_at })
+}
+
+pub async fn complete<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+    client_parts: Option<Vec<(u32, String)>>,
+) -> Result<Post, Error> {
+    let (post, upload_id) = open_upload(app, caller, id).await?;
+    let key = id.original_key();
+    let held = app
+        .objects
+        .list_parts(&key, &upload_id)
+        .await?
+        .ok_or_else(|| Error::Conflict("the upload no longer exists".into()))?;
+    let count = part_count(post.size_bytes, post.part_size);
+    // The parts to assemble, with S3's own sizes (a client cannot lie about
+    // those). Without a list from the client, whatever S3 holds.
+    let mut parts: Vec<(u32, String, u64)> = match client_parts {
+        None => held.iter().map(|p| (p.part_number, p.etag.clone(), p.size)).collect(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (n, etag) in list {
+                let part = held.iter().find(|p| p.part_number == n).ok_or_else(|| {
+                    Error::InvalidRequest(format!("part {n} has not been uploaded"))
+                })?;
+                if normalise_etag(&part.etag) != normalise_etag(&etag) {
+                    return Err(Error::InvalidRequest(format!("part {n}: etag does not match the uploaded part")));
+                }
+                out.push((n, part.etag.clone(), part.size));
+            }
+            out
+        }
+    };
+    parts.sort_by_key(|p| p.0);
+    parts.dedup_by_key(|p| p.0);
+    let total: u64 = parts.iter().map(|p| p.2).sum();
+    if total > MAX_IMAGE_BYTES {
+        // Too big is final: abort (S3 frees the parts) and say why.
+        app.objects.abort_upload(&key, &upload_id).await?;
+        let reason = format!("the upload is {total} bytes, over the limit of {MAX_IMAGE_BYTES} bytes (100 MiB)");
+        app.store.transition(id, PostStatus::AwaitingUpload, PostStatus::Failed, Some(&reason)).await?;
+        return Err(Error::TooLarge(reason));
+    }
+    if let Some(missing) = (1..=count).find(|n| !parts.iter().any(|p| p.0 == *n)) {
+        return Err(Error::Conflict(format!("part {missing} of {count} has not been uploaded yet")));
+    }
+    if let Some(extra) = parts.iter().find(|p| p.0 > count) {
+        return Err(Error::InvalidRequest(format!("part {} is out of range 1..={count}", extra.0)));
+    }
+    // `processing` before S3 completes: the object's event may reach the
+    // finalizer before this request returns, and the finalizer only moves
+    // processing posts.
+    if !app.store.transition(id, PostStatus::AwaitingUpload, PostStatus::Processing, None).await? {
+        return Err(Error::Conflict("the upload is already being completed".into()));
+    }
+    let list: Vec<(u32, String)> = parts.into_iter().map(|(n, e, _)| (n, e)).collect();
+    if let Err(e) = app.objects.complete_upload(&key, &upload_id, &list).await {
+        app.store.transition(id, PostStatus::Processing, PostStatus::AwaitingUpload, None).await?;
+        return Err(e);
+    }
+    let record = app.store.post(id).await?.ok_or(Error::NotFound("no such post"))?;
+    Ok(views(app, vec![record]).await?.remove(0))
+}
+
+pub async fn abort<S: Store, O: ObjectStore>(app: &App<S, O>, caller: &UserId, id: PostId) -> Result<(), Error> {
+    let (_, upload_id) = open_upload(app, caller, id).await?;
+    // The row first, conditionally: if a completion won the race, the post
+    // stays and its upload with it.
+    if !app.store.delete_unpublished(id).await? {
+        return Err(Error::Conflict("the upload is already being completed".into()));
+    }
+    app.objects.abort_upload(&id.original_key(), &upload_id).await
+}
+
+/// The post and its open upload, if the caller is its author and it still
+/// awaits its upload.
+async fn open_upload<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+) -> Result<(PostRecord, String), Error> {
+    let post = app.store.post(id).await?.ok_or(Error::NotFound("no such post"))?;
+    if post.author != caller.as_str() {
+        return Err(Error::Forbidden("only the author of a post may touch its upload"));
+    }
+    match (post.status, post.upload_id.clone()) {
+        (PostStatus::AwaitingUpload, Some(upload_id)) => Ok((post, upload_id)),
+        (status, _) => Err(Error::Conflict(format!("the post is {}; its upload is closed", status.as_str()))),
+    }
+}
+
+async fn presign<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    key: &str,
+    upload_id: &str,
+    numbers: impl IntoIterator<Item = u32>,
+) -> Result<(Vec<PartUrl>, String), Error> {
+    let expires_at = rfc3339(OffsetDateTime::now_utc() + app.objects.presign_ttl());
+    let mut parts = Vec::new();
+    for part_number in numbers {
+        parts.push(PartUrl { part_number, url: app.objects.presign_part(key, upload_id, part_number).await? });
+    }
+    Ok((parts, expires_at))
+}
+
+/// ETags arrive with or without their quotes depending on the client.
+fn normalise_etag(e: &str) -> &str {
+    e.trim().trim_matches('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_count_rounds_up() {
+        assert_eq!(part_count(1, PART_SIZE), 1);
+        assert_eq!(part_count(PART_SIZE, PART_SIZE), 1);
+        assert_eq!(part_count(PART_SIZE + 1, PART_SIZE), 2);
+        assert_eq!(part_count(MAX_IMAGE_BYTES, PART_SIZE), 20);
+    }
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert_eq!(normalise_etag("\"abc\""), normalise_etag("abc"));
+    }
+}

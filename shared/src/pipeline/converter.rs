@@ -1,0 +1,124 @@
+//! The converter Lambda's logic: SQS batch of S3 notifications in, converted
+//! images and results out. Permanent failures (not an image, corrupt, too
+//! big) become a `failed` result at once; transient ones (S3 or SQS
+//! unreachable) put the message back for a retry through the batch response.
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+use super::convert::{self, Limits};
+use super::messages::{self, Body, ConversionResult};
+use crate::Error;
+use crate::domain::{MAX_IMAGE_BYTES, PostId};
+use crate::objects::S3Objects;
+use crate::store::Outcome;
+
+pub struct Converter {
+    pub objects: S3Objects,
+    pub sqs: aws_sdk_sqs::Client,
+    /// Where results go: the finalizer's queue.
+    pub results_queue_url: String,
+    pub limits: Limits,
+}
+
+impl Converter {
+    /// The deployed wiring, from configuration and the ambient AWS
+    /// environment.
+    pub async fn from_config(cfg: &crate::config::ConverterConfig) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Converter {
+            objects: S3Objects::new(
+                aws_sdk_s3::Client::new(&sdk),
+                cfg.bucket.clone(),
+                None,
+                std::time::Duration::from_secs(3600),
+            ),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            results_queue_url: cfg.results_queue_url.clone(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in event.records {
+            let id = message.message_id.unwrap_or_default();
+            let span = tracing::info_span!("message", message_id = id.as_str());
+            let result = tracing::Instrument::instrument(self.process(message.body.as_deref().unwrap_or("")), span).await;
+            if let Err(e) = result {
+                tracing::warn!(message_id = id.as_str(), error = %e, "conversion will be retried");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// Err only for transient trouble: the message is then retried.
+    async fn process(&self, body: &str) -> Result<(), Error> {
+        let notification = match messages::parse(body) {
+            Body::S3(n) => n,
+            Body::TestEvent => {
+                tracing::info!("s3:TestEvent acknowledged");
+                return Ok(());
+            }
+            Body::Result(_) | Body::Malformed(_) => {
+                tracing::warn!(body = %body.chars().take(200).collect::<String>(), "not an S3 notification; dropped");
+                return Ok(());
+            }
+        };
+        for record in notification.records.iter().filter(|r| r.is_object_created()) {
+            let key = record.key();
+            if record.s3.bucket.name != self.objects.bucket() {
+                tracing::warn!(bucket = record.s3.bucket.name, "event of another bucket; ignored");
+                continue;
+            }
+            let Some(post) = PostId::from_original_key(&key) else {
+                tracing::warn!(key, "not an original's key; ignored");
+                continue;
+            };
+            let outcome = self.convert(post, &key).await?;
+            match &outcome {
+                Outcome::Published { image_key } => tracing::info!(%post, image_key, "converted"),
+                Outcome::Failed { reason } => tracing::info!(%post, reason, "refused"),
+            }
+            let body = serde_json::to_string(&ConversionResult { post_id: post, outcome }).map_err(Error::internal)?;
+            self.sqs
+                .send_message()
+                .queue_url(&self.results_queue_url)
+                .message_body(body)
+                .send()
+                .await
+                .map_err(|e| Error::unavailable("results queue", e))?;
+        }
+        Ok(())
+    }
+
+    async fn convert(&self, post: PostId, key: &str) -> Result<Outcome, Error> {
+        let failed = |reason: String| Ok(Outcome::Failed { reason });
+        let Some(head) = self.objects.head(key).await? else {
+            return failed("the uploaded original is missing".into());
+        };
+        if head.size > MAX_IMAGE_BYTES {
+            return failed(format!("the image is {} bytes; at most {MAX_IMAGE_BYTES} (100 MiB) is accepted", head.size));
+        }
+        let image_key = post.converted_key();
+        // A repeated event (S3 delivers at least once; moto twice per
+        // multipart upload) finds its work done.
+        if self.objects.converted_from(&image_key).await?.as_deref() == Some(head.etag.as_str()) {
+            return Ok(Outcome::Published { image_key });
+        }
+        let bytes = self.objects.get(key).await?;
+        let limits = self.limits;
+        // CPU-bound, and a decoder may panic on hostile input: a blocking
+        // task contains both.
+        let jpeg = match tokio::task::spawn_blocking(move || convert::convert(&bytes, &limits)).await {
+            Ok(Ok(jpeg)) => jpeg,
+            Ok(Err(rejection)) => return failed(rejection.0),
+            Err(e) if e.is_panic() => return failed("the image could not be decoded".into()),
+            Err(e) => return Err(Error::internal(e)),
+        };
+        self.objects.put_converted(&image_key, jpeg, &head.etag).await?;
+        Ok(Outcome::Published { image_key })
+    }
+}
