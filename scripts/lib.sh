@@ -6,7 +6,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE="$ROOT/.imagegram"          # venv, logs, pid files; never committed
 mkdir -p "$STATE/log"
 
-MOTO_VERSION=5.2.5                # pinned: FACTS.md measured 5.2.x quirks
+# Pinned. Not 5.2.x: from 5.2.0 its ListParts answers <ListPartsResponse>,
+# which the Rust SDK (rightly) refuses; 5.1.22 answers <ListPartsResult>.
+MOTO_VERSION=5.1.22
 export IMAGEGRAM_DB_PORT=${IMAGEGRAM_DB_PORT:-3306}
 export IMAGEGRAM_MOTO_PORT=${IMAGEGRAM_MOTO_PORT:-4566}
 
@@ -92,11 +94,18 @@ ensure_moto() {
       >"$STATE/log/pip.log" 2>&1 || { tail -20 "$STATE/log/pip.log"; die "pip install moto failed"; }
   fi
   command -v curl >/dev/null || apt_install curl ca-certificates
+  # A moto of another version still running from an earlier install.
+  if moto_up && [[ "$(cat "$STATE/moto.version" 2>/dev/null)" != "$MOTO_VERSION" ]]; then
+    log "restarting moto (version changed)"
+    pkill -f "moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT" || true
+    wait_for 50 bash -c "! curl -fs http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/"
+  fi
   if ! moto_up; then
     log "starting moto (S3 + SQS) on 127.0.0.1:$IMAGEGRAM_MOTO_PORT"
     setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$IMAGEGRAM_MOTO_PORT" \
       >"$STATE/log/moto.log" 2>&1 </dev/null &
     echo $! >"$STATE/moto.pid"
+    echo "$MOTO_VERSION" >"$STATE/moto.version"
     wait_for 300 moto_up || { cat "$STATE/log/moto.log"; die "moto did not start"; }
   fi
 }

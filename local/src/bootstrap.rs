@@ -43,12 +43,39 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 
 /// Creates the queues named `<prefix>-conversion` and so on, each redriving
 /// to its dead-letter queue after MAX_RECEIVE_COUNT receives.
-pub async fn queues(sqs: &aws_sdk_sqs::Client, prefix: &str, visibility_secs: u32) -> Result<Queues, BoxError> {
-    let conversion_dlq = queue(sqs, &format!("{prefix}-conversion-dlq"), visibility_secs, None).await?;
-    let conversion = queue(sqs, &format!("{prefix}-conversion"), visibility_secs, Some(&conversion_dlq.arn)).await?;
+pub async fn queues(
+    sqs: &aws_sdk_sqs::Client,
+    prefix: &str,
+    visibility_secs: u32,
+) -> Result<Queues, BoxError> {
+    let conversion_dlq = queue(
+        sqs,
+        &format!("{prefix}-conversion-dlq"),
+        visibility_secs,
+        None,
+    )
+    .await?;
+    let conversion = queue(
+        sqs,
+        &format!("{prefix}-conversion"),
+        visibility_secs,
+        Some(&conversion_dlq.arn),
+    )
+    .await?;
     let results_dlq = queue(sqs, &format!("{prefix}-results-dlq"), visibility_secs, None).await?;
-    let results = queue(sqs, &format!("{prefix}-results"), visibility_secs, Some(&results_dlq.arn)).await?;
-    Ok(Queues { conversion, conversion_dlq, results, results_dlq })
+    let results = queue(
+        sqs,
+        &format!("{prefix}-results"),
+        visibility_secs,
+        Some(&results_dlq.arn),
+    )
+    .await?;
+    Ok(Queues {
+        conversion,
+        conversion_dlq,
+        results,
+        results_dlq,
+    })
 }
 
 async fn queue(
@@ -67,24 +94,44 @@ async fn queue(
         let policy = serde_json::json!({ "deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVE_COUNT.to_string() });
         create = create.attributes(A::RedrivePolicy, policy.to_string());
     }
-    let url = create.send().await?.queue_url.ok_or("CreateQueue returned no URL")?;
-    let attrs = sqs.get_queue_attributes().queue_url(&url).attribute_names(A::QueueArn).send().await?;
-    let arn = attrs.attributes().and_then(|a| a.get(&A::QueueArn)).cloned().ok_or("queue has no ARN")?;
+    let url = create
+        .send()
+        .await?
+        .queue_url
+        .ok_or("CreateQueue returned no URL")?;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(A::QueueArn)
+        .send()
+        .await?;
+    let arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&A::QueueArn))
+        .cloned()
+        .ok_or("queue has no ARN")?;
     Ok(crate::poller::QueueRef { url, arn })
 }
 
 /// ObjectCreated under `originals/` -> the conversion queue. Converted
 /// images live under another prefix and never trigger a conversion.
-pub async fn notifications(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) -> Result<(), BoxError> {
+pub async fn notifications(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    queue_arn: &str,
+) -> Result<(), BoxError> {
     use aws_sdk_s3::types::{
-        Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
-        QueueConfiguration, S3KeyFilter,
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
     };
     let filter = NotificationConfigurationFilter::builder()
         .key(
             S3KeyFilter::builder()
                 .filter_rules(
-                    FilterRule::builder().name(FilterRuleName::Prefix).value(imagegram::domain::ORIGINALS_PREFIX).build(),
+                    FilterRule::builder()
+                        .name(FilterRuleName::Prefix)
+                        .value(imagegram::domain::ORIGINALS_PREFIX)
+                        .build(),
                 )
                 .build(),
         )
@@ -99,6 +146,10 @@ pub async fn notifications(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &st
                 .build()?,
         )
         .build();
-    s3.put_bucket_notification_configuration().bucket(bucket).notification_configuration(config).send().await?;
+    s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(config)
+        .send()
+        .await?;
     Ok(())
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use imagegram::api::App;
 use imagegram::config::{ApiConfig, optional};
-use imagegram::store::migrate;
-use imagegram_local::auth::{self, DevAuthorizer};
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::convert::Limits;
 use imagegram::pipeline::{Converter, Finalizer};
+use imagegram::store::migrate;
+use imagegram_local::auth::{self, DevAuthorizer};
 use imagegram_local::{bootstrap, gateway::Gateway, pipeline};
 use std::time::Duration;
 
@@ -67,7 +67,10 @@ async fn serve() -> Result<(), BoxError> {
     // The pipeline: queues, the bucket's notification, and the pollers.
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
     let prefix = optional("QUEUE_PREFIX").unwrap_or_else(|| "imagegram-local".into());
     let queues = bootstrap::queues(&sqs, &prefix, 60).await?;
     bootstrap::notifications(&s3, &cfg.bucket, &queues.conversion.arn).await?;
@@ -77,8 +80,17 @@ async fn serve() -> Result<(), BoxError> {
         results_queue_url: queues.results.url.clone(),
         limits: Limits::default(),
     };
-    let finalizer = Finalizer { store: app.store.clone() };
-    pipeline::spawn(sqs, region, &queues, converter, finalizer, Duration::from_secs(10));
+    let finalizer = Finalizer {
+        store: app.store.clone(),
+    };
+    pipeline::spawn(
+        sqs,
+        region,
+        &queues,
+        converter,
+        finalizer,
+        Duration::from_secs(10),
+    );
     let addr = optional("IMAGEGRAM_API_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);

@@ -24,16 +24,34 @@ pub fn spawn<S: Store>(
     let converter = Arc::new(converter);
     let finalizer = Arc::new(finalizer);
     let f1 = Arc::clone(&finalizer);
-    tokio::spawn(poller::run(sqs.clone(), queues.conversion.clone(), region.clone(), wait, move |ev| {
-        let c = Arc::clone(&converter);
-        async move { c.handle(ev).await }
-    }));
-    tokio::spawn(poller::run(sqs.clone(), queues.results.clone(), region.clone(), wait, move |ev| {
-        let f = Arc::clone(&f1);
-        async move { f.handle(ev).await }
-    }));
-    tokio::spawn(poller::run(sqs, queues.conversion_dlq.clone(), region, wait, move |ev| {
-        let f = Arc::clone(&finalizer);
-        async move { f.handle(ev).await }
-    }));
+    tokio::spawn(poller::run(
+        sqs.clone(),
+        queues.conversion.clone(),
+        region.clone(),
+        wait,
+        move |ev| {
+            let c = Arc::clone(&converter);
+            async move { c.handle(ev).await }
+        },
+    ));
+    tokio::spawn(poller::run(
+        sqs.clone(),
+        queues.results.clone(),
+        region.clone(),
+        wait,
+        move |ev| {
+            let f = Arc::clone(&f1);
+            async move { f.handle(ev).await }
+        },
+    ));
+    tokio::spawn(poller::run(
+        sqs,
+        queues.conversion_dlq.clone(),
+        region,
+        wait,
+        move |ev| {
+            let f = Arc::clone(&finalizer);
+            async move { f.handle(ev).await }
+        },
+    ));
 }

@@ -20,8 +20,13 @@ pub struct QueueRef {
 }
 
 /// Polls `queue` until the task is dropped.
-pub async fn run<F, Fut>(sqs: aws_sdk_sqs::Client, queue: QueueRef, region: String, wait: Duration, handler: F)
-where
+pub async fn run<F, Fut>(
+    sqs: aws_sdk_sqs::Client,
+    queue: QueueRef,
+    region: String,
+    wait: Duration,
+    handler: F,
+) where
     F: Fn(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
 {
@@ -76,7 +81,11 @@ where
             }
         };
         let response = handler(event).await;
-        let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let failed: HashSet<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = messages
             .iter()
             .enumerate()
@@ -90,7 +99,12 @@ where
             })
             .collect();
         if !entries.is_empty()
-            && let Err(e) = sqs.delete_message_batch().queue_url(&queue.url).set_entries(Some(entries)).send().await
+            && let Err(e) = sqs
+                .delete_message_batch()
+                .queue_url(&queue.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
         {
             tracing::warn!(queue = queue.url, error = %e, "delete failed; the messages will come back");
         }

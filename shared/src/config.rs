@@ -89,7 +89,10 @@ pub struct ConverterConfig {
 
 impl ConverterConfig {
     pub fn from_env() -> Result<Self, Error> {
-        Ok(ConverterConfig { bucket: required("BUCKET")?, results_queue_url: required("RESULTS_QUEUE_URL")? })
+        Ok(ConverterConfig {
+            bucket: required("BUCKET")?,
+            results_queue_url: required("RESULTS_QUEUE_URL")?,
+        })
     }
 }
 

@@ -18,7 +18,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn image_url(&self, key: &str) -> impl Future<Output = Result<String, Error>> + Send;
 
     /// Opens a multipart upload; returns its id.
-    fn create_upload(&self, key: &str, content_type: &str) -> impl Future<Output = Result<String, Error>> + Send;
+    fn create_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
 
     /// A URL that takes one part with a plain PUT; no checksum headers are
     /// signed, so any HTTP client can use it.
@@ -45,7 +49,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Aborts the upload; an upload already gone is no error.
-    fn abort_upload(&self, key: &str, upload_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    fn abort_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// How long presigned URLs live.
     fn presign_ttl(&self) -> Duration;
@@ -105,7 +113,14 @@ impl S3Objects {
     /// least one full TTL.
     /// Size and ETag, or `None` if there is no such object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(h) => Ok(Some(ObjectHead {
                 size: h.content_length().unwrap_or(0).max(0) as u64,
                 etag: h.e_tag().unwrap_or_default().to_owned(),
@@ -118,7 +133,14 @@ impl S3Objects {
     /// The ETag of the original a converted image was made from, if that
     /// image exists.
     pub async fn converted_from(&self, key: &str) -> Result<Option<String>, Error> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(h) => Ok(h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(s3_error(e)),
@@ -126,13 +148,29 @@ impl S3Objects {
     }
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(s3_error)?;
-        let bytes = out.body.collect().await.map_err(|e| Error::unavailable("object store", e))?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::unavailable("object store", e))?;
         Ok(bytes.to_vec())
     }
 
     /// Stores a converted JPEG, remembering which original it came from.
-    pub async fn put_converted(&self, key: &str, jpeg: Vec<u8>, source_etag: &str) -> Result<(), Error> {
+    pub async fn put_converted(
+        &self,
+        key: &str,
+        jpeg: Vec<u8>,
+        source_etag: &str,
+    ) -> Result<(), Error> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -221,10 +259,17 @@ impl ObjectStore for S3Objects {
             .send()
             .await
             .map_err(s3_error)?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| Error::internal("S3 returned no upload id"))
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::internal("S3 returned no upload id"))
     }
 
-    async fn presign_part(&self, key: &str, upload_id: &str, part_number: u32) -> Result<String, Error> {
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+    ) -> Result<String, Error> {
         let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(Error::internal)?;
         let req = self
             .client
@@ -239,7 +284,11 @@ impl ObjectStore for S3Objects {
         Ok(req.uri().to_owned())
     }
 
-    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<UploadedPart>>, Error> {
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Vec<UploadedPart>>, Error> {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -273,12 +322,22 @@ impl ObjectStore for S3Objects {
         Ok(Some(parts))
     }
 
-    async fn complete_upload(&self, key: &str, upload_id: &str, parts: &[(u32, String)]) -> Result<(), Error> {
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<(), Error> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|(n, etag)| CompletedPart::builder().part_number(*n as i32).e_tag(etag).build())
+                    .map(|(n, etag)| {
+                        CompletedPart::builder()
+                            .part_number(*n as i32)
+                            .e_tag(etag)
+                            .build()
+                    })
                     .collect(),
             ))
             .build();
@@ -296,16 +355,20 @@ impl ObjectStore for S3Objects {
             Err(e) => {
                 // S3 refuses parts that are missing, mismatched or too small:
                 // the client's list is wrong, not the service.
-                let code = e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s));
+                let code = e
+                    .as_service_error()
+                    .and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s));
                 match code {
-                    Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML") => {
-                        Err(Error::InvalidRequest(format!(
-                            "S3 refused the parts list ({}): every part but the last must be full, \
+                    Some(
+                        "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML",
+                    ) => Err(Error::InvalidRequest(format!(
+                        "S3 refused the parts list ({}): every part but the last must be full, \
                              and each etag must match the part",
-                            code.unwrap_or_default()
-                        )))
+                        code.unwrap_or_default()
+                    ))),
+                    Some("NoSuchUpload") => {
+                        Err(Error::Conflict("the upload no longer exists".into()))
                     }
-                    Some("NoSuchUpload") => Err(Error::Conflict("the upload no longer exists".into())),
                     _ => Err(s3_error(e)),
                 }
             }
@@ -313,7 +376,15 @@ impl ObjectStore for S3Objects {
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
-        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_no_such_upload(&e) => Ok(()),
             Err(e) => Err(s3_error(e)),
@@ -325,6 +396,8 @@ impl ObjectStore for S3Objects {
     }
 }
 
-fn is_no_such_upload<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> bool {
+fn is_no_such_upload<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload")
 }

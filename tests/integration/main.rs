@@ -7,5 +7,7 @@ mod events;
 mod explain;
 mod feed;
 mod identity;
+mod pipeline;
 mod posts;
 mod template;
+mod uploads;

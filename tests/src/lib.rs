@@ -17,6 +17,8 @@ use imagegram_local::gateway::Gateway;
 use mysql_async::prelude::*;
 use serde_json::Value;
 
+pub mod images;
+
 pub const JWT_SECRET: &str = "test-jwt-secret";
 
 /// The local stack's database URL, as scripts/lib.sh exports it.
@@ -105,6 +107,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with a chance to change the converter (to break it).
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Converter)) -> TestApp {
+    // Logs go to the test's captured output: shown for failing tests only.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let (database_url, store) = fresh_database().await;
     let sdk = sdk_config().await;
     let s3 = aws_sdk_s3::Client::new(&sdk);
@@ -113,8 +122,12 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Converter)) -> TestApp {
     let db = store.pool().clone();
     // A short visibility timeout: a failed message comes back in a second,
     // so the dead-letter path takes seconds, not minutes.
-    let queues = imagegram_local::bootstrap::queues(&sqs, &bucket, 1).await.expect("queues in moto");
-    imagegram_local::bootstrap::notifications(&s3, &bucket, &queues.conversion.arn).await.expect("notifications");
+    let queues = imagegram_local::bootstrap::queues(&sqs, &bucket, 1)
+        .await
+        .expect("queues in moto");
+    imagegram_local::bootstrap::notifications(&s3, &bucket, &queues.conversion.arn)
+        .await
+        .expect("notifications");
     let mut converter = Converter {
         objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(3600)),
         sqs: sqs.clone(),
@@ -127,7 +140,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Converter)) -> TestApp {
         "us-east-1".into(),
         &queues,
         converter,
-        Finalizer { store: store.clone() },
+        Finalizer {
+            store: store.clone(),
+        },
         Duration::from_secs(1),
     );
     let app = App {
@@ -265,4 +280,114 @@ pub async fn insert_post(
     .await
     .unwrap();
     id
+}
+
+impl TestApp {
+    /// `POST /posts`; panics unless 201.
+    pub async fn create_post(&self, user: &str, content_type: &str, size: usize) -> Value {
+        let body = serde_json::json!({ "caption": "test", "content_type": content_type, "size_bytes": size });
+        let r = self
+            .call("POST", "/posts", Some(user), Some(&body.to_string()))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body
+    }
+
+    /// PUTs one part to its presigned URL with a plain HTTP client, as a
+    /// browser would; returns the ETag S3 answered.
+    pub async fn put_part(&self, url: &str, bytes: Vec<u8>) -> String {
+        let resp = self
+            .http
+            .put(url)
+            .body(bytes)
+            .send()
+            .await
+            .expect("S3 answers");
+        assert!(resp.status().is_success(), "PUT part: {}", resp.status());
+        resp.headers()["etag"].to_str().unwrap().to_owned()
+    }
+
+    /// Uploads every part of `bytes` to the URLs of a `POST /posts` answer.
+    pub async fn upload_all(&self, created: &Value, bytes: &[u8]) {
+        let part_size = created["upload"]["part_size"].as_u64().unwrap() as usize;
+        for part in created["upload"]["parts"].as_array().unwrap() {
+            let n = part["part_number"].as_u64().unwrap() as usize;
+            let chunk = bytes[(n - 1) * part_size..(n * part_size).min(bytes.len())].to_vec();
+            self.put_part(part["url"].as_str().unwrap(), chunk).await;
+        }
+    }
+
+    /// Creates a post, uploads `bytes` and completes: the whole client side.
+    pub async fn post_image(&self, user: &str, content_type: &str, bytes: &[u8]) -> String {
+        let created = self.create_post(user, content_type, bytes.len()).await;
+        self.upload_all(&created, bytes).await;
+        let id = created["post"]["id"].as_str().unwrap().to_owned();
+        let r = self
+            .call(
+                "POST",
+                &format!("/posts/{id}/upload/complete"),
+                Some(user),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        assert_eq!(r.body["status"], "processing");
+        id
+    }
+
+    /// Polls the post (as its author) until it is published or failed.
+    pub async fn wait_until_final(&self, id: &str, user: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.get(&format!("/posts/{id}"), user).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            if matches!(r.body["status"].as_str(), Some("published" | "failed")) {
+                return r.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "post {id} still {} after 60 s",
+                r.body["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Fetches a published post's image; asserts it is served as a JPEG.
+    pub async fn fetch_image(&self, post: &Value) -> image::RgbImage {
+        let url = post["image_url"]
+            .as_str()
+            .expect("published posts have an image URL");
+        let resp = self.http.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "image/jpeg");
+        let bytes = resp.bytes().await.unwrap();
+        assert_eq!(
+            image::guess_format(&bytes).unwrap(),
+            image::ImageFormat::Jpeg
+        );
+        image::load_from_memory(&bytes).unwrap().into_rgb8()
+    }
+
+    /// Multipart uploads still open in this app's bucket.
+    pub async fn open_uploads(&self) -> usize {
+        let out = self
+            .s3
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        out.uploads().len()
+    }
+
+    pub async fn object_exists(&self, key: &str) -> bool {
+        self.s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
 }

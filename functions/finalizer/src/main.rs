@@ -14,7 +14,9 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     imagegram::telemetry::init();
     let cfg = FinalizerConfig::from_env()?;
-    let finalizer = Arc::new(Finalizer { store: MySqlStore::connect(cfg.database_url.expose(), cfg.db_pool_max)? });
+    let finalizer = Arc::new(Finalizer {
+        store: MySqlStore::connect(cfg.database_url.expose(), cfg.db_pool_max)?,
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let finalizer = Arc::clone(&finalizer);
         async move { Ok::<SqsBatchResponse, Error>(finalizer.handle(event.payload).await) }

@@ -92,8 +92,14 @@ async fn dispatch<S: Store, O: ObjectStore>(
                 size_bytes: u64,
             }
             let input: Input = body(req)?;
-            let created =
-                uploads::create_post(app, &caller, input.caption, &input.content_type, input.size_bytes).await?;
+            let created = uploads::create_post(
+                app,
+                &caller,
+                input.caption,
+                &input.content_type,
+                input.size_bytes,
+            )
+            .await?;
             json(StatusCode::CREATED, &created)
         }
         "GET /posts/{id}/upload" => {
@@ -125,7 +131,9 @@ async fn dispatch<S: Store, O: ObjectStore>(
             let parts = if req.body().as_ref().iter().all(u8::is_ascii_whitespace) {
                 None
             } else {
-                body::<Input>(req)?.parts.map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect())
+                body::<Input>(req)?
+                    .parts
+                    .map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect())
             };
             let post = uploads::complete(app, &caller, post, parts).await?;
             json(StatusCode::ACCEPTED, &post)

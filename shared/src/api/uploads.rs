@@ -8,7 +8,9 @@ use time::OffsetDateTime;
 use super::App;
 use super::ops::views;
 use crate::Error;
-use crate::domain::{Caption, ImageFormat, MAX_IMAGE_BYTES, Post, PostId, PostStatus, UserId, rfc3339};
+use crate::domain::{
+    Caption, ImageFormat, MAX_IMAGE_BYTES, Post, PostId, PostStatus, UserId, rfc3339,
+};
 use crate::objects::{ObjectStore, UploadedPart};
 use crate::store::{NewPost, PostRecord, Store};
 
@@ -64,15 +66,22 @@ pub async fn create_post<S: Store, O: ObjectStore>(
 ) -> Result<CreatedPost, Error> {
     let format = ImageFormat::from_content_type(content_type)?;
     if size_bytes == 0 {
-        return Err(Error::InvalidRequest("size_bytes must be at least 1".into()));
+        return Err(Error::InvalidRequest(
+            "size_bytes must be at least 1".into(),
+        ));
     }
     if size_bytes > MAX_IMAGE_BYTES {
-        return Err(Error::TooLarge(format!("images may be at most {MAX_IMAGE_BYTES} bytes (100 MiB)")));
+        return Err(Error::TooLarge(format!(
+            "images may be at most {MAX_IMAGE_BYTES} bytes (100 MiB)"
+        )));
     }
     let caption = Caption::parse(caption)?;
     let id = PostId::generate();
     let key = id.original_key();
-    let upload_id = app.objects.create_upload(&key, format.content_type()).await?;
+    let upload_id = app
+        .objects
+        .create_upload(&key, format.content_type())
+        .await?;
     let new = NewPost {
         id,
         author: caller.clone(),
@@ -90,11 +99,21 @@ pub async fn create_post<S: Store, O: ObjectStore>(
     }
     let count = part_count(size_bytes, PART_SIZE);
     let (parts, expires_at) = presign(app, &key, &upload_id, 1..=count).await?;
-    let record = app.store.post(id).await?.ok_or_else(|| Error::internal("post vanished after insert"))?;
+    let record = app
+        .store
+        .post(id)
+        .await?
+        .ok_or_else(|| Error::internal("post vanished after insert"))?;
     let post = views(app, vec![record]).await?.remove(0);
     Ok(CreatedPost {
         post,
-        upload: Upload { upload_id, part_size: PART_SIZE, part_count: count, expires_at, parts },
+        upload: Upload {
+            upload_id,
+            part_size: PART_SIZE,
+            part_count: count,
+            expires_at,
+            parts,
+        },
     })
 }
 
@@ -126,10 +145,14 @@ pub async fn fresh_urls<S: Store, O: ObjectStore>(
     let (post, upload_id) = open_upload(app, caller, id).await?;
     let count = part_count(post.size_bytes, post.part_size);
     if part_numbers.is_empty() {
-        return Err(Error::InvalidRequest("part_numbers must not be empty".into()));
+        return Err(Error::InvalidRequest(
+            "part_numbers must not be empty".into(),
+        ));
     }
     if let Some(bad) = part_numbers.iter().find(|n| **n == 0 || **n > count) {
-        return Err(Error::InvalidRequest(format!("part {bad} is out of range 1..={count}")));
+        return Err(Error::InvalidRequest(format!(
+            "part {bad} is out of range 1..={count}"
+        )));
     }
     part_numbers.sort_unstable();
     part_numbers.dedup();
@@ -154,7 +177,10 @@ pub async fn complete<S: Store, O: ObjectStore>(
     // The parts to assemble, with S3's own sizes (a client cannot lie about
     // those). Without a list from the client, whatever S3 holds.
     let mut parts: Vec<(u32, String, u64)> = match client_parts {
-        None => held.iter().map(|p| (p.part_number, p.etag.clone(), p.size)).collect(),
+        None => held
+            .iter()
+            .map(|p| (p.part_number, p.etag.clone(), p.size))
+            .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for (n, etag) in list {
@@ -162,7 +188,9 @@ pub async fn complete<S: Store, O: ObjectStore>(
                     Error::InvalidRequest(format!("part {n} has not been uploaded"))
                 })?;
                 if normalise_etag(&part.etag) != normalise_etag(&etag) {
-                    return Err(Error::InvalidRequest(format!("part {n}: etag does not match the uploaded part")));
+                    return Err(Error::InvalidRequest(format!(
+                        "part {n}: etag does not match the uploaded part"
+                    )));
                 }
                 out.push((n, part.etag.clone(), part.size));
             }
@@ -175,39 +203,73 @@ pub async fn complete<S: Store, O: ObjectStore>(
     if total > MAX_IMAGE_BYTES {
         // Too big is final: abort (S3 frees the parts) and say why.
         app.objects.abort_upload(&key, &upload_id).await?;
-        let reason = format!("the upload is {total} bytes, over the limit of {MAX_IMAGE_BYTES} bytes (100 MiB)");
-        app.store.transition(id, PostStatus::AwaitingUpload, PostStatus::Failed, Some(&reason)).await?;
+        let reason = format!(
+            "the upload is {total} bytes, over the limit of {MAX_IMAGE_BYTES} bytes (100 MiB)"
+        );
+        app.store
+            .transition(
+                id,
+                PostStatus::AwaitingUpload,
+                PostStatus::Failed,
+                Some(&reason),
+            )
+            .await?;
         return Err(Error::TooLarge(reason));
     }
     if let Some(missing) = (1..=count).find(|n| !parts.iter().any(|p| p.0 == *n)) {
-        return Err(Error::Conflict(format!("part {missing} of {count} has not been uploaded yet")));
+        return Err(Error::Conflict(format!(
+            "part {missing} of {count} has not been uploaded yet"
+        )));
     }
     if let Some(extra) = parts.iter().find(|p| p.0 > count) {
-        return Err(Error::InvalidRequest(format!("part {} is out of range 1..={count}", extra.0)));
+        return Err(Error::InvalidRequest(format!(
+            "part {} is out of range 1..={count}",
+            extra.0
+        )));
     }
     // `processing` before S3 completes: the object's event may reach the
     // finalizer before this request returns, and the finalizer only moves
     // processing posts.
-    if !app.store.transition(id, PostStatus::AwaitingUpload, PostStatus::Processing, None).await? {
-        return Err(Error::Conflict("the upload is already being completed".into()));
+    if !app
+        .store
+        .transition(id, PostStatus::AwaitingUpload, PostStatus::Processing, None)
+        .await?
+    {
+        return Err(Error::Conflict(
+            "the upload is already being completed".into(),
+        ));
     }
     let list: Vec<(u32, String)> = parts.into_iter().map(|(n, e, _)| (n, e)).collect();
     if let Err(e) = app.objects.complete_upload(&key, &upload_id, &list).await {
-        app.store.transition(id, PostStatus::Processing, PostStatus::AwaitingUpload, None).await?;
+        app.store
+            .transition(id, PostStatus::Processing, PostStatus::AwaitingUpload, None)
+            .await?;
         return Err(e);
     }
-    let record = app.store.post(id).await?.ok_or(Error::NotFound("no such post"))?;
+    let record = app
+        .store
+        .post(id)
+        .await?
+        .ok_or(Error::NotFound("no such post"))?;
     Ok(views(app, vec![record]).await?.remove(0))
 }
 
-pub async fn abort<S: Store, O: ObjectStore>(app: &App<S, O>, caller: &UserId, id: PostId) -> Result<(), Error> {
+pub async fn abort<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+) -> Result<(), Error> {
     let (_, upload_id) = open_upload(app, caller, id).await?;
     // The row first, conditionally: if a completion won the race, the post
     // stays and its upload with it.
     if !app.store.delete_unpublished(id).await? {
-        return Err(Error::Conflict("the upload is already being completed".into()));
+        return Err(Error::Conflict(
+            "the upload is already being completed".into(),
+        ));
     }
-    app.objects.abort_upload(&id.original_key(), &upload_id).await
+    app.objects
+        .abort_upload(&id.original_key(), &upload_id)
+        .await
 }
 
 /// The post and its open upload, if the caller is its author and it still
@@ -217,13 +279,22 @@ async fn open_upload<S: Store, O: ObjectStore>(
     caller: &UserId,
     id: PostId,
 ) -> Result<(PostRecord, String), Error> {
-    let post = app.store.post(id).await?.ok_or(Error::NotFound("no such post"))?;
+    let post = app
+        .store
+        .post(id)
+        .await?
+        .ok_or(Error::NotFound("no such post"))?;
     if post.author != caller.as_str() {
-        return Err(Error::Forbidden("only the author of a post may touch its upload"));
+        return Err(Error::Forbidden(
+            "only the author of a post may touch its upload",
+        ));
     }
     match (post.status, post.upload_id.clone()) {
         (PostStatus::AwaitingUpload, Some(upload_id)) => Ok((post, upload_id)),
-        (status, _) => Err(Error::Conflict(format!("the post is {}; its upload is closed", status.as_str()))),
+        (status, _) => Err(Error::Conflict(format!(
+            "the post is {}; its upload is closed",
+            status.as_str()
+        ))),
     }
 }
 
@@ -236,7 +307,13 @@ async fn presign<S: Store, O: ObjectStore>(
     let expires_at = rfc3339(OffsetDateTime::now_utc() + app.objects.presign_ttl());
     let mut parts = Vec::new();
     for part_number in numbers {
-        parts.push(PartUrl { part_number, url: app.objects.presign_part(key, upload_id, part_number).await? });
+        parts.push(PartUrl {
+            part_number,
+            url: app
+                .objects
+                .presign_part(key, upload_id, part_number)
+                .await?,
+        });
     }
     Ok((parts, expires_at))
 }

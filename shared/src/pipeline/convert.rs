@@ -33,7 +33,11 @@ impl Default for Limits {
     /// 16000x12000 (a 192 MP camera) passes; the decompression bombs of the
     /// tests (40000x40000, 50000x50000) do not.
     fn default() -> Self {
-        Limits { max_side: 20_000, max_pixels: 200_000_000, max_decoded_bytes: 800 * 1024 * 1024 }
+        Limits {
+            max_side: 20_000,
+            max_pixels: 200_000_000,
+            max_decoded_bytes: 800 * 1024 * 1024,
+        }
     }
 }
 
@@ -54,10 +58,12 @@ pub fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, Rejection> {
         [0xFF, 0xD8, 0xFF, ..] => Ok(image::ImageFormat::Jpeg),
         b if b.starts_with(PNG) => Ok(image::ImageFormat::Png),
         [b'B', b'M', ..] => Ok(image::ImageFormat::Bmp),
-        b if b.starts_with(b"GIF8") => Err(reject("GIF images are not supported; upload a PNG, JPEG or BMP")),
-        b if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" => {
-            Err(reject("WebP images are not supported; upload a PNG, JPEG or BMP"))
-        }
+        b if b.starts_with(b"GIF8") => Err(reject(
+            "GIF images are not supported; upload a PNG, JPEG or BMP",
+        )),
+        b if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" => Err(reject(
+            "WebP images are not supported; upload a PNG, JPEG or BMP",
+        )),
         [] => Err(reject("the upload is empty")),
         _ => Err(reject("the upload is not a PNG, JPEG or BMP image")),
     }
@@ -66,14 +72,18 @@ pub fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, Rejection> {
 pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Rejection> {
     let format = sniff(bytes)?;
     let name = format_name(format);
-    let corrupt = |e: image::ImageError| reject(format!("the {name} image is corrupt or truncated ({e})"));
+    let corrupt =
+        |e: image::ImageError| reject(format!("the {name} image is corrupt or truncated ({e})"));
 
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format).into_decoder().map_err(corrupt)?;
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(corrupt)?;
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
         return Err(reject(format!("the {name} image has no pixels")));
     }
-    if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels {
+    if w > limits.max_side || h > limits.max_side || u64::from(w) * u64::from(h) > limits.max_pixels
+    {
         return Err(reject(format!(
             "the image is {w}x{h} pixels; at most {} pixels a side and {} megapixels are accepted",
             limits.max_side,
@@ -94,7 +104,9 @@ pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Rejection> {
     image_limits.max_alloc = Some(limits.max_decoded_bytes + (64 << 20));
     decoder.set_limits(image_limits).map_err(corrupt)?;
     // A broken EXIF block is no reason to refuse the picture.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
 
     let side = w.min(h);
@@ -103,7 +115,9 @@ pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Rejection> {
         // Flatten before resampling, so transparent pixels' hidden colour
         // cannot bleed into the edges.
         let rgba = image.into_rgba8();
-        DynamicImage::ImageRgb8(shrink(&flatten_onto_white(&imageops::crop_imm(&rgba, x, y, side, side).to_image())))
+        DynamicImage::ImageRgb8(shrink(&flatten_onto_white(
+            &imageops::crop_imm(&rgba, x, y, side, side).to_image(),
+        )))
     } else {
         let rgb = image.into_rgb8();
         DynamicImage::ImageRgb8(shrink(&*imageops::crop_imm(&rgb, x, y, side, side)))
@@ -156,7 +170,8 @@ mod tests {
     fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> image::Rgba<u8>) -> Vec<u8> {
         let img = RgbaImage::from_fn(w, h, f);
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -167,17 +182,29 @@ mod tests {
 
     #[test]
     fn sniffs_by_magic_bytes() {
-        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(), image::ImageFormat::Jpeg);
+        assert_eq!(
+            sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(),
+            image::ImageFormat::Jpeg
+        );
         assert_eq!(sniff(b"BM....").unwrap(), image::ImageFormat::Bmp);
         assert!(sniff(b"GIF89a").unwrap_err().0.contains("GIF"));
-        assert!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap_err().0.contains("WebP"));
+        assert!(
+            sniff(b"RIFF\0\0\0\0WEBPVP8 ")
+                .unwrap_err()
+                .0
+                .contains("WebP")
+        );
         assert!(sniff(b"hello").is_err());
         assert!(sniff(b"").is_err());
     }
 
     #[test]
     fn output_is_600_square_and_transparency_turns_white() {
-        let out = convert(&png(100, 80, |_, _| image::Rgba([0, 0, 0, 0])), &Limits::default()).unwrap();
+        let out = convert(
+            &png(100, 80, |_, _| image::Rgba([0, 0, 0, 0])),
+            &Limits::default(),
+        )
+        .unwrap();
         let img = decode(&out);
         assert_eq!(img.dimensions(), (600, 600));
         let p = img.get_pixel(300, 300).0;
@@ -201,10 +228,16 @@ mod tests {
 
     #[test]
     fn limits_refuse_before_decoding() {
-        let small = Limits { max_side: 50, ..Limits::default() };
+        let small = Limits {
+            max_side: 50,
+            ..Limits::default()
+        };
         let e = convert(&png(60, 10, |_, _| image::Rgba([1, 2, 3, 255])), &small).unwrap_err();
         assert!(e.0.contains("60x10"), "{e}");
-        let few_bytes = Limits { max_decoded_bytes: 100, ..Limits::default() };
+        let few_bytes = Limits {
+            max_decoded_bytes: 100,
+            ..Limits::default()
+        };
         assert!(convert(&png(10, 10, |_, _| image::Rgba([1, 2, 3, 255])), &few_bytes).is_err());
     }
 

@@ -43,7 +43,11 @@ impl Converter {
         for message in event.records {
             let id = message.message_id.unwrap_or_default();
             let span = tracing::info_span!("message", message_id = id.as_str());
-            let result = tracing::Instrument::instrument(self.process(message.body.as_deref().unwrap_or("")), span).await;
+            let result = tracing::Instrument::instrument(
+                self.process(message.body.as_deref().unwrap_or("")),
+                span,
+            )
+            .await;
             if let Err(e) = result {
                 tracing::warn!(message_id = id.as_str(), error = %e, "conversion will be retried");
                 let mut failure = BatchItemFailure::default();
@@ -67,10 +71,17 @@ impl Converter {
                 return Ok(());
             }
         };
-        for record in notification.records.iter().filter(|r| r.is_object_created()) {
+        for record in notification
+            .records
+            .iter()
+            .filter(|r| r.is_object_created())
+        {
             let key = record.key();
             if record.s3.bucket.name != self.objects.bucket() {
-                tracing::warn!(bucket = record.s3.bucket.name, "event of another bucket; ignored");
+                tracing::warn!(
+                    bucket = record.s3.bucket.name,
+                    "event of another bucket; ignored"
+                );
                 continue;
             }
             let Some(post) = PostId::from_original_key(&key) else {
@@ -82,7 +93,11 @@ impl Converter {
                 Outcome::Published { image_key } => tracing::info!(%post, image_key, "converted"),
                 Outcome::Failed { reason } => tracing::info!(%post, reason, "refused"),
             }
-            let body = serde_json::to_string(&ConversionResult { post_id: post, outcome }).map_err(Error::internal)?;
+            let body = serde_json::to_string(&ConversionResult {
+                post_id: post,
+                outcome,
+            })
+            .map_err(Error::internal)?;
             self.sqs
                 .send_message()
                 .queue_url(&self.results_queue_url)
@@ -100,7 +115,10 @@ impl Converter {
             return failed("the uploaded original is missing".into());
         };
         if head.size > MAX_IMAGE_BYTES {
-            return failed(format!("the image is {} bytes; at most {MAX_IMAGE_BYTES} (100 MiB) is accepted", head.size));
+            return failed(format!(
+                "the image is {} bytes; at most {MAX_IMAGE_BYTES} (100 MiB) is accepted",
+                head.size
+            ));
         }
         let image_key = post.converted_key();
         // A repeated event (S3 delivers at least once; moto twice per
@@ -112,13 +130,16 @@ impl Converter {
         let limits = self.limits;
         // CPU-bound, and a decoder may panic on hostile input: a blocking
         // task contains both.
-        let jpeg = match tokio::task::spawn_blocking(move || convert::convert(&bytes, &limits)).await {
-            Ok(Ok(jpeg)) => jpeg,
-            Ok(Err(rejection)) => return failed(rejection.0),
-            Err(e) if e.is_panic() => return failed("the image could not be decoded".into()),
-            Err(e) => return Err(Error::internal(e)),
-        };
-        self.objects.put_converted(&image_key, jpeg, &head.etag).await?;
+        let jpeg =
+            match tokio::task::spawn_blocking(move || convert::convert(&bytes, &limits)).await {
+                Ok(Ok(jpeg)) => jpeg,
+                Ok(Err(rejection)) => return failed(rejection.0),
+                Err(e) if e.is_panic() => return failed("the image could not be decoded".into()),
+                Err(e) => return Err(Error::internal(e)),
+            };
+        self.objects
+            .put_converted(&image_key, jpeg, &head.etag)
+            .await?;
         Ok(Outcome::Published { image_key })
     }
 }

@@ -9,7 +9,8 @@ use crate::domain::PostId;
 use crate::store::{Outcome, Store};
 
 /// The reason a post gets when its conversion kept failing.
-pub const GAVE_UP: &str = "the image could not be converted after repeated attempts; please upload it again";
+pub const GAVE_UP: &str =
+    "the image could not be converted after repeated attempts; please upload it again";
 
 pub struct Finalizer<S> {
     pub store: S,
@@ -38,7 +39,13 @@ impl<S: Store> Finalizer<S> {
             Body::S3(n) => {
                 for record in n.records.iter().filter(|r| r.is_object_created()) {
                     if let Some(post) = PostId::from_original_key(&record.key()) {
-                        self.finish(post, &Outcome::Failed { reason: GAVE_UP.into() }).await?;
+                        self.finish(
+                            post,
+                            &Outcome::Failed {
+                                reason: GAVE_UP.into(),
+                            },
+                        )
+                        .await?;
                     }
                 }
                 Ok(())

@@ -54,7 +54,9 @@ impl S3Record {
     /// handles both.
     pub fn key(&self) -> String {
         let spaced = self.s3.object.key.replace('+', " ");
-        percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned()
     }
 
     pub fn is_object_created(&self) -> bool {
@@ -98,8 +100,18 @@ mod tests {
 
     #[test]
     fn test_events_and_junk_are_recognised() {
-        assert!(matches!(parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#), Body::TestEvent));
-        for junk in ["", "null", "[]", "{}", "not json", r#"{"Records":[{"nope":1}]}"#] {
+        assert!(matches!(
+            parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#),
+            Body::TestEvent
+        ));
+        for junk in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            "not json",
+            r#"{"Records":[{"nope":1}]}"#,
+        ] {
             assert!(matches!(parse(junk), Body::Malformed(_)), "{junk}");
         }
     }
@@ -108,9 +120,13 @@ mod tests {
     fn results_round_trip() {
         let r = ConversionResult {
             post_id: PostId::generate(),
-            outcome: Outcome::Failed { reason: "not an image".into() },
+            outcome: Outcome::Failed {
+                reason: "not an image".into(),
+            },
         };
-        let Body::Result(back) = parse(&serde_json::to_string(&r).unwrap()) else { panic!() };
+        let Body::Result(back) = parse(&serde_json::to_string(&r).unwrap()) else {
+            panic!()
+        };
         assert_eq!(back, r);
     }
 }

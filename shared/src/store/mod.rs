@@ -140,5 +140,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records how a conversion ended, once: only a `processing` post moves,
     /// so repeated or late results never flip a published post back.
-    fn finish(&self, post: PostId, outcome: &Outcome) -> impl Future<Output = Result<bool, Error>> + Send;
+    fn finish(
+        &self,
+        post: PostId,
+        outcome: &Outcome,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 }

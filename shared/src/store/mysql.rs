@@ -364,13 +364,19 @@ impl Store for MySqlStore {
 
     async fn delete_unpublished(&self, post: PostId) -> Result<bool, Error> {
         let mut conn = self.pool.get_conn().await?;
-        conn.exec_drop("DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'", (post.as_bytes(),)).await?;
+        conn.exec_drop(
+            "DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'",
+            (post.as_bytes(),),
+        )
+        .await?;
         Ok(conn.affected_rows() == 1)
     }
 
     async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
         let (status, image_key, reason) = match outcome {
-            Outcome::Published { image_key } => (PostStatus::Published, Some(image_key.as_str()), None),
+            Outcome::Published { image_key } => {
+                (PostStatus::Published, Some(image_key.as_str()), None)
+            }
             Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
         };
         let mut conn = self.pool.get_conn().await?;

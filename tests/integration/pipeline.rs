@@ -1,0 +1,335 @@
+//! The conversion pipeline end to end: upload, S3 event, SQS, converter,
+//! results queue, finalizer, MySQL; pixels checked on the served JPEG.
+
+use std::time::{Duration, Instant};
+
+use image::{ImageFormat, Rgb, RgbImage};
+use imagegram::pipeline::finalizer::GAVE_UP;
+use imagegram_tests::images::{
+    bands, encode_rgb, jpeg_claiming, jpeg_with_orientation, png_bomb, transparent_png,
+};
+use imagegram_tests::{TestApp, spawn_app, spawn_app_with};
+
+const RED: [u8; 3] = [230, 20, 20];
+const GREEN: [u8; 3] = [20, 230, 20];
+const BLUE: [u8; 3] = [20, 20, 230];
+
+fn close(p: &Rgb<u8>, want: [u8; 3]) -> bool {
+    p.0.iter().zip(want).all(|(a, b)| a.abs_diff(b) < 40)
+}
+
+async fn publish(app: &TestApp, content_type: &str, bytes: &[u8]) -> RgbImage {
+    let id = app.post_image("alice", content_type, bytes).await;
+    let post = app.wait_until_final(&id, "alice").await;
+    assert_eq!(post["status"], "published", "{post}");
+    let img = app.fetch_image(&post).await;
+    assert_eq!(img.dimensions(), (600, 600));
+    img
+}
+
+#[tokio::test]
+async fn a_png_declared_as_jpeg_converts() {
+    let app = spawn_app().await;
+    let img = publish(
+        &app,
+        "image/jpeg",
+        &encode_rgb(&bands(64, 64, &[GREEN]), ImageFormat::Png),
+    )
+    .await;
+    assert!(close(img.get_pixel(300, 300), GREEN));
+}
+
+#[tokio::test]
+async fn bmp_converts() {
+    let app = spawn_app().await;
+    let img = publish(
+        &app,
+        "image/bmp",
+        &encode_rgb(&bands(800, 700, &[BLUE]), ImageFormat::Bmp),
+    )
+    .await;
+    assert!(close(img.get_pixel(10, 590), BLUE));
+}
+
+#[tokio::test]
+async fn a_wide_image_is_cropped_not_stretched() {
+    let app = spawn_app().await;
+    // Red | green | blue thirds: the centred square is all green. Stretching
+    // would show red and blue at the edges.
+    let img = publish(
+        &app,
+        "image/jpeg",
+        &encode_rgb(&bands(1800, 600, &[RED, GREEN, BLUE]), ImageFormat::Jpeg),
+    )
+    .await;
+    for (x, y) in [(5, 300), (300, 300), (594, 300), (5, 5), (594, 594)] {
+        assert!(
+            close(img.get_pixel(x, y), GREEN),
+            "({x},{y}) = {:?}",
+            img.get_pixel(x, y)
+        );
+    }
+}
+
+#[tokio::test]
+async fn transparency_turns_white() {
+    let app = spawn_app().await;
+    let img = publish(&app, "image/png", &transparent_png(300, 200)).await;
+    for (x, y) in [(0, 0), (300, 300), (599, 599)] {
+        assert!(
+            img.get_pixel(x, y).0.iter().all(|c| *c > 240),
+            "{:?}",
+            img.get_pixel(x, y)
+        );
+    }
+}
+
+#[tokio::test]
+async fn exif_orientation_6_rotates_clockwise() {
+    let app = spawn_app().await;
+    // Stored sideways: left half red, right half blue. Orientation 6 means
+    // "rotate 90 degrees clockwise to display": red ends on top.
+    let stored = bands(800, 800, &[RED, BLUE]);
+    let img = publish(&app, "image/jpeg", &jpeg_with_orientation(&stored, 6)).await;
+    assert!(
+        close(img.get_pixel(300, 100), RED),
+        "top: {:?}",
+        img.get_pixel(300, 100)
+    );
+    assert!(
+        close(img.get_pixel(300, 500), BLUE),
+        "bottom: {:?}",
+        img.get_pixel(300, 500)
+    );
+    // Metadata is stripped: no EXIF block in the served file.
+    let post = app.get("/posts", "bob").await.body["posts"][0].clone();
+    let bytes = app
+        .http
+        .get(post["image_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(!bytes.windows(6).any(|w| w == b"Exif\0\0"));
+}
+
+#[tokio::test]
+async fn hostile_and_broken_files_fail_fast_with_a_reason() {
+    let app = spawn_app().await;
+    let png = encode_rgb(&bands(64, 64, &[RED]), ImageFormat::Png);
+    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "text",
+            "image/png",
+            b"hello, I am not an image at all".to_vec(),
+            "not a PNG, JPEG or BMP",
+        ),
+        (
+            "truncated PNG",
+            "image/png",
+            png[..png.len() / 2].to_vec(),
+            "corrupt or truncated",
+        ),
+        (
+            "GIF in disguise",
+            "image/png",
+            b"GIF89a\x01\0\x01\0\x80\0\0\xff\xff\xff\0\0\0!".to_vec(),
+            "GIF",
+        ),
+        (
+            "WebP in disguise",
+            "image/jpeg",
+            b"RIFF\x1a\0\0\0WEBPVP8 \x0e\0\0\0junkjunkjunkju".to_vec(),
+            "WebP",
+        ),
+        (
+            "zlib bomb PNG",
+            "image/png",
+            png_bomb(40_000),
+            "40000x40000",
+        ),
+        (
+            "JPEG claiming 50000x50000",
+            "image/jpeg",
+            jpeg_claiming(50_000, 50_000),
+            "50000x50000",
+        ),
+    ];
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for (name, ct, bytes, _) in &cases {
+        ids.push((name, app.post_image("alice", ct, bytes).await));
+    }
+    for ((name, id), (_, _, _, reason)) in ids.iter().zip(&cases) {
+        let post = app.wait_until_final(id, "alice").await;
+        assert_eq!(post["status"], "failed", "{name}: {post}");
+        let why = post["failure_reason"].as_str().unwrap_or_default();
+        assert!(why.contains(reason), "{name}: {why}");
+        assert!(post["image_url"].is_null());
+        assert!(
+            !app.object_exists(&format!("converted/{id}.jpg")).await,
+            "{name}"
+        );
+        // Failed posts are their author's alone.
+        assert_eq!(app.get(&format!("/posts/{id}"), "bob").await.status, 404);
+    }
+    // No retries were waited for: one pass each.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(queue_depth(&app, &app.queues.conversion_dlq.url).await, 0);
+}
+
+async fn queue_depth(app: &TestApp, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let attrs = app
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let a = attrs.attributes().unwrap();
+    a[&A::ApproximateNumberOfMessages].parse::<u64>().unwrap()
+        + a[&A::ApproximateNumberOfMessagesNotVisible]
+            .parse::<u64>()
+            .unwrap()
+}
+
+async fn send(app: &TestApp, url: &str, body: &str) {
+    app.sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn repeated_and_late_events_change_nothing() {
+    let app = spawn_app().await;
+    let id = app
+        .post_image(
+            "alice",
+            "image/png",
+            &encode_rgb(&bands(700, 700, &[GREEN]), ImageFormat::Png),
+        )
+        .await;
+    let post = app.wait_until_final(&id, "alice").await;
+    assert_eq!(post["status"], "published");
+    let head = |app: &TestApp| {
+        let (s3, bucket, key) = (
+            app.s3.clone(),
+            app.bucket.clone(),
+            format!("converted/{id}.jpg"),
+        );
+        async move {
+            s3.head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+                .last_modified()
+                .cloned()
+        }
+    };
+    let converted_at = head(&app).await;
+
+    // The same S3 event again, as AWS may deliver it, and a late "failed"
+    // result for the published post.
+    let event = serde_json::json!({ "Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-25T10:00:00.000Z", "eventName": "ObjectCreated:CompleteMultipartUpload",
+        "s3": { "s3SchemaVersion": "1.0", "bucket": { "name": app.bucket, "arn": format!("arn:aws:s3:::{}", app.bucket) },
+                "object": { "key": format!("originals/{id}"), "size": 1 } } }] });
+    send(&app, &app.queues.conversion.url, &event.to_string()).await;
+    send(&app, &app.queues.conversion.url, &event.to_string()).await;
+    let late = serde_json::json!({ "post_id": id, "outcome": "failed", "reason": "late" });
+    send(&app, &app.queues.results.url, &late.to_string()).await;
+    eventually("queues to drain", async || {
+        queue_depth(&app, &app.queues.conversion.url).await == 0
+            && queue_depth(&app, &app.queues.results.url).await == 0
+    })
+    .await;
+    let again = app.get(&format!("/posts/{id}"), "alice").await.body;
+    assert_eq!(again["status"], "published");
+    assert!(again.get("failure_reason").is_none());
+    assert_eq!(
+        head(&app).await,
+        converted_at,
+        "the repeat found the work done and did not convert again"
+    );
+}
+
+#[tokio::test]
+async fn test_events_and_malformed_messages_never_jam_the_queue() {
+    let app = spawn_app().await;
+    let q = app.queues.conversion.url.clone();
+    for junk in [
+        r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-25T10:00:00.000Z","Bucket":"b"}"#,
+        "not json at all",
+        "{}",
+        r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"elsewhere"},"object":{"key":"x"}}}]}"#,
+        r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"BUCKET"},"object":{"key":"originals%2Fnot-an-id"}}}]}"#,
+    ] {
+        send(&app, &q, &junk.replace("BUCKET", &app.bucket)).await;
+    }
+    let id = app
+        .post_image(
+            "alice",
+            "image/png",
+            &encode_rgb(&bands(50, 50, &[RED]), ImageFormat::Png),
+        )
+        .await;
+    assert_eq!(
+        app.wait_until_final(&id, "alice").await["status"],
+        "published"
+    );
+    eventually("the conversion queue to drain", async || {
+        queue_depth(&app, &q).await == 0
+    })
+    .await;
+    assert_eq!(
+        queue_depth(&app, &app.queues.conversion_dlq.url).await,
+        0,
+        "nothing dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_lands_in_the_dlq_and_its_post_fails() {
+    // A converter whose results queue does not exist: every attempt fails
+    // transiently, so the message is retried until SQS dead-letters it.
+    let app =
+        spawn_app_with(|c| c.results_queue_url = format!("{}-missing", c.results_queue_url)).await;
+    let id = app
+        .post_image(
+            "alice",
+            "image/png",
+            &encode_rgb(&bands(50, 50, &[RED]), ImageFormat::Png),
+        )
+        .await;
+    let post = app.wait_until_final(&id, "alice").await;
+    assert_eq!(post["status"], "failed", "{post}");
+    assert_eq!(post["failure_reason"], GAVE_UP);
+    eventually("the conversion queue to drain", async || {
+        queue_depth(&app, &app.queues.conversion.url).await == 0
+    })
+    .await;
+}

@@ -1,0 +1,106 @@
+//! Test images, made here rather than committed: real encodings of known
+//! pixels, and hostile files built byte by byte.
+
+use std::io::{Cursor, Write};
+
+use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+
+pub fn encode_rgb(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+    out
+}
+
+pub fn encode_rgba_png(img: &RgbaImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Vertical bands of the given colours, equally wide.
+pub fn bands(w: u32, h: u32, colours: &[[u8; 3]]) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, _| {
+        Rgb(colours[(x as usize * colours.len()) / w as usize])
+    })
+}
+
+/// Noise compresses badly: a PNG of it spans several upload parts.
+pub fn noise_png(w: u32, h: u32) -> Vec<u8> {
+    let mut state: u32 = 0x9E37_79B9;
+    let img = RgbImage::from_fn(w, h, |_, _| {
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        };
+        Rgb([next(), next(), next()])
+    });
+    encode_rgb(&img, ImageFormat::Png)
+}
+
+pub fn transparent_png(w: u32, h: u32) -> Vec<u8> {
+    // Fully transparent black: a naive conversion shows black.
+    encode_rgba_png(&RgbaImage::from_pixel(w, h, Rgba([0, 0, 0, 0])))
+}
+
+/// A JPEG carrying an EXIF block with this orientation.
+pub fn jpeg_with_orientation(img: &RgbImage, orientation: u16) -> Vec<u8> {
+    let jpeg = encode_rgb(img, ImageFormat::Jpeg);
+    // TIFF, big-endian, one IFD entry: 0x0112 Orientation, SHORT, 1 value.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(kind);
+    crc.update(data);
+    out.extend_from_slice(&crc.finalize().to_be_bytes());
+}
+
+/// A zlib bomb: a PNG header declaring `side` x `side` RGBA with a few KiB
+/// of compressed zeros that would inflate to gigabytes.
+pub fn png_bomb(side: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        z.write_all(&zeros).unwrap();
+    }
+    png_chunk(&mut out, b"IDAT", &z.finish().unwrap());
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// A small real JPEG whose frame header claims `w` x `h`.
+pub fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+    let mut jpeg = encode_rgb(
+        &RgbImage::from_pixel(16, 16, Rgb([9, 9, 9])),
+        ImageFormat::Jpeg,
+    );
+    let sof = jpeg
+        .windows(2)
+        .position(|p| p == [0xFF, 0xC0])
+        .expect("baseline SOF0");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    jpeg
+}
