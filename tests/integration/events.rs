@@ -78,3 +78,173 @@ async fn every_api_event_file_runs_through_the_handler() {
         }
     }
 }
+
+/// An `events/sqs-*.json` file, with the sample bucket name swapped for the
+/// test's own.
+fn sqs_event(name: &str, bucket: &str) -> aws_lambda_events::sqs::SqsEvent {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&json.replace("imagegram-images-123456789012-us-east-1", bucket))
+        .unwrap_or_else(|e| panic!("{name} is not an SQS event: {e}"))
+}
+
+#[tokio::test]
+async fn every_converter_event_file_runs_through_the_converter() {
+    use imagegram::pipeline::Converter;
+    use imagegram::pipeline::convert::Limits;
+    let sdk = sdk_config().await;
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let bucket = fresh_bucket(&s3).await;
+    let queues = imagegram_local::bootstrap::queues(&sqs, &bucket, 30)
+        .await
+        .unwrap();
+    // The original the multipart event names.
+    let png = imagegram_tests::images::encode_rgb(
+        &imagegram_tests::images::bands(640, 480, &[[200, 10, 10]]),
+        image::ImageFormat::Png,
+    );
+    s3.put_object()
+        .bucket(&bucket)
+        .key(format!("originals/{POST}"))
+        .body(png.into())
+        .send()
+        .await
+        .unwrap();
+    let converter = Converter {
+        objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(60)),
+        sqs: sqs.clone(),
+        results_queue_url: queues.results.url.clone(),
+        limits: Limits::default(),
+    };
+    for name in [
+        "sqs-converter-multipart-complete.json",
+        "sqs-converter-key-with-spaces.json",
+        "sqs-converter-test-event.json",
+        "sqs-converter-malformed.json",
+    ] {
+        let response = converter.handle(sqs_event(name, &bucket)).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "{name}: nothing to retry"
+        );
+    }
+    // Exactly one result: the multipart event's; the others were acknowledged.
+    let received = sqs
+        .receive_message()
+        .queue_url(&queues.results.url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<serde_json::Value> = received
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            serde_json::json!({ "post_id": POST, "outcome": "published", "image_key": format!("converted/{POST}.jpg") })
+        ]
+    );
+    assert!(
+        s3.head_object()
+            .bucket(&bucket)
+            .key(format!("converted/{POST}.jpg"))
+            .send()
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn every_finalizer_event_file_runs_through_the_finalizer() {
+    use imagegram::domain::PostStatus;
+    use imagegram::pipeline::Finalizer;
+    use imagegram::pipeline::finalizer::GAVE_UP;
+    use imagegram::store::Store;
+    let (_url, store) = fresh_database().await;
+    let post = PostId::parse(POST).unwrap();
+    let mut conn = store.pool().get_conn().await.unwrap();
+    conn.exec_drop(
+        "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, part_size, created_at, updated_at) \
+         VALUES (?, 'a', '', 'processing', 'image/png', 1, 5242880, NOW(3), NOW(3))",
+        (post.as_bytes(),),
+    )
+    .await
+    .unwrap();
+    let finalizer = Finalizer {
+        store: store.clone(),
+    };
+    let run = async |name: &str| {
+        let response = finalizer.handle(sqs_event(name, "unused")).await;
+        assert!(response.batch_item_failures.is_empty(), "{name}");
+        store.post(post).await.unwrap().unwrap()
+    };
+    let p = run("sqs-finalizer-published.json").await;
+    assert_eq!(p.status, PostStatus::Published);
+    assert_eq!(
+        p.image_key.as_deref(),
+        Some(format!("converted/{POST}.jpg").as_str())
+    );
+    // A late failure or dead letter never flips a published post.
+    assert_eq!(
+        run("sqs-finalizer-failed.json").await.status,
+        PostStatus::Published
+    );
+    assert_eq!(
+        run("sqs-finalizer-dead-letter.json").await.status,
+        PostStatus::Published
+    );
+    // On a post still processing, each ends it failed with its reason.
+    for (name, reason) in [
+        (
+            "sqs-finalizer-failed.json",
+            "the upload is not a PNG, JPEG or BMP image",
+        ),
+        ("sqs-finalizer-dead-letter.json", GAVE_UP),
+    ] {
+        conn.exec_drop(
+            "UPDATE posts SET status = 'processing', failure_reason = NULL",
+            (),
+        )
+        .await
+        .unwrap();
+        let p = run(name).await;
+        assert_eq!(
+            (p.status, p.failure_reason.as_deref()),
+            (PostStatus::Failed, Some(reason)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_event_file_is_covered_by_a_test() {
+    let covered = [
+        "api-health.json",
+        "api-list-posts.json",
+        "api-get-post.json",
+        "api-list-comments.json",
+        "api-create-comment.json",
+        "api-delete-comment.json",
+        "sqs-converter-multipart-complete.json",
+        "sqs-converter-key-with-spaces.json",
+        "sqs-converter-test-event.json",
+        "sqs-converter-malformed.json",
+        "sqs-finalizer-published.json",
+        "sqs-finalizer-failed.json",
+        "sqs-finalizer-dead-letter.json",
+    ];
+    let mut names: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../events"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    names.sort();
+    let mut covered: Vec<String> = covered.iter().map(|s| s.to_string()).collect();
+    covered.sort();
+    assert_eq!(names, covered);
+}
