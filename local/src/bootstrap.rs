@@ -38,6 +38,19 @@ pub struct Queues {
     pub results_dlq: crate::poller::QueueRef,
 }
 
+impl Queues {
+    /// The queue `template.yaml` calls `id`.
+    pub fn by_logical_id(&self, id: &str) -> Option<&crate::poller::QueueRef> {
+        Some(match id {
+            "ConversionQueue" => &self.conversion,
+            "ConversionDeadLetterQueue" => &self.conversion_dlq,
+            "ResultsQueue" => &self.results,
+            "ResultsDeadLetterQueue" => &self.results_dlq,
+            _ => return None,
+        })
+    }
+}
+
 /// Receives before a message moves to its dead-letter queue.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 

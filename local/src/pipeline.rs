@@ -11,8 +11,23 @@ use imagegram::store::Store;
 use crate::bootstrap::Queues;
 use crate::poller;
 
-/// Starts the three pollers: conversion -> converter, results and the
-/// conversion dead letters -> finalizer. They run until the runtime stops.
+/// The pipeline's function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Function {
+    Converter,
+    Finalizer,
+}
+
+/// Which queue feeds which function, by their logical ids in `template.yaml`
+/// (a test checks the template's SQS events against this table).
+pub const EVENT_SOURCES: &[(&str, Function)] = &[
+    ("ConversionQueue", Function::Converter),
+    ("ResultsQueue", Function::Finalizer),
+    ("ConversionDeadLetterQueue", Function::Finalizer),
+];
+
+/// Starts one poller per entry of [`EVENT_SOURCES`]. They run until the
+/// runtime stops.
 pub fn spawn<S: Store>(
     sqs: aws_sdk_sqs::Client,
     region: String,

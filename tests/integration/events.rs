@@ -252,13 +252,16 @@ fn every_event_file_is_covered_by_a_test() {
 #[tokio::test]
 async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
     // Nothing listens on port 9 of this machine.
-    let store = imagegram::store::MySqlStore::connect("mysql://u:secret@127.0.0.1:9/db", 1).unwrap();
+    let store =
+        imagegram::store::MySqlStore::connect("mysql://u:secret@127.0.0.1:9/db", 1).unwrap();
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .endpoint_url("http://127.0.0.1:9")
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new("a", "b", None, None, "test"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "a", "b", None, None, "test",
+            ))
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             .build(),
     );
@@ -267,7 +270,12 @@ async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
         objects: S3Objects::new(s3, "bucket".into(), None, Duration::from_secs(60)),
         cursors: CursorCodec::new(b"k"),
     };
-    for name in ["api-health.json", "api-list-posts.json", "api-get-post.json", "api-create-comment.json"] {
+    for name in [
+        "api-health.json",
+        "api-list-posts.json",
+        "api-get-post.json",
+        "api-create-comment.json",
+    ] {
         let resp = api::handle(&app, event(name)).await;
         let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
         assert_eq!(resp.status().as_u16(), 503, "{name}: {body}");

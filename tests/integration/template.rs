@@ -58,3 +58,88 @@ fn template_and_gateway_agree_on_public_routes() {
     let from_code: BTreeSet<String> = PUBLIC_ROUTES.iter().map(|s| s.to_string()).collect();
     assert_eq!(public, from_code);
 }
+
+#[test]
+fn local_pollers_read_the_queues_the_template_maps_to_each_function() {
+    use imagegram_local::pipeline::{EVENT_SOURCES, Function};
+    let t = template();
+    let mut from_template = BTreeSet::new();
+    for (name, res) in t["Resources"].as_mapping().unwrap() {
+        let function = match name.as_str().unwrap() {
+            "ConverterFunction" => "Converter",
+            "FinalizerFunction" => "Finalizer",
+            _ => continue,
+        };
+        for (_, ev) in res["Properties"]["Events"].as_mapping().unwrap() {
+            assert_eq!(ev["Type"].as_str(), Some("SQS"));
+            // `Queue: !GetAtt X.Arn`
+            let queue = match &ev["Properties"]["Queue"] {
+                Value::Tagged(t) => t
+                    .value
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches(".Arn")
+                    .to_owned(),
+                other => panic!("Queue is not !GetAtt: {other:?}"),
+            };
+            assert_eq!(
+                ev["Properties"]["FunctionResponseTypes"][0].as_str(),
+                Some("ReportBatchItemFailures"),
+                "{queue}: the handlers answer partial batch responses"
+            );
+            from_template.insert((queue, function.to_owned()));
+        }
+    }
+    let local: BTreeSet<(String, String)> = EVENT_SOURCES
+        .iter()
+        .map(|(q, f)| {
+            (
+                q.to_string(),
+                if *f == Function::Converter {
+                    "Converter"
+                } else {
+                    "Finalizer"
+                }
+                .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(from_template, local);
+}
+
+#[test]
+fn template_redrive_and_notification_match_the_local_stack() {
+    let t = template();
+    let r = &t["Resources"];
+    for (queue, dlq) in [
+        ("ConversionQueue", "ConversionDeadLetterQueue"),
+        ("ResultsQueue", "ResultsDeadLetterQueue"),
+    ] {
+        let redrive = &r[queue]["Properties"]["RedrivePolicy"];
+        assert_eq!(
+            redrive["maxReceiveCount"].as_u64(),
+            Some(u64::from(imagegram_local::bootstrap::MAX_RECEIVE_COUNT)),
+            "{queue}"
+        );
+        match &redrive["deadLetterTargetArn"] {
+            Value::Tagged(tag) => {
+                assert_eq!(tag.value.as_str(), Some(format!("{dlq}.Arn").as_str()))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let rules = &r["ImagesBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+        [0]["Filter"]["S3Key"]["Rules"][0];
+    assert_eq!(
+        rules["Value"].as_str(),
+        Some(imagegram::domain::ORIGINALS_PREFIX)
+    );
+    // Visibility timeout at least 6x the converter's timeout.
+    let timeout = r["ConverterFunction"]["Properties"]["Timeout"]
+        .as_u64()
+        .unwrap();
+    let visibility = r["ConversionQueue"]["Properties"]["VisibilityTimeout"]
+        .as_u64()
+        .unwrap();
+    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
+}
