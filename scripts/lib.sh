@@ -119,3 +119,22 @@ export IMAGEGRAM_API_ADDR=${IMAGEGRAM_API_ADDR:-127.0.0.1:3000}
 export DB_POOL_MAX=${DB_POOL_MAX:-32}
 
 api_up() { curl -fs "http://$IMAGEGRAM_API_ADDR/health" >/dev/null; }
+
+# Builds the release binaries and starts the gateway (API + pipeline) in the
+# background.
+start_gateway() {
+  log "building (release)"
+  cargo build --release --quiet -p imagegram-local --manifest-path "$ROOT/Cargo.toml"
+  log "starting the API gateway on http://$IMAGEGRAM_API_ADDR"
+  setsid "$ROOT/target/release/imagegram-local" serve >"$STATE/log/gateway.log" 2>&1 </dev/null &
+  echo $! >"$STATE/gateway.pid"
+  wait_for 600 api_up || { tail -30 "$STATE/log/gateway.log"; die "the API did not come up"; }
+}
+
+stop_gateway() {
+  if [[ -f "$STATE/gateway.pid" ]]; then
+    kill "$(cat "$STATE/gateway.pid")" 2>/dev/null && log "stopped the gateway" || true
+    rm -f "$STATE/gateway.pid"
+    wait_for 50 bash -c "! curl -fs http://$IMAGEGRAM_API_ADDR/health"
+  fi
+}
