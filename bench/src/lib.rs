@@ -7,12 +7,16 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot parse {v:?}")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: cannot parse {v:?}"))
+        })
         .unwrap_or(default)
 }
 
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "mysql://imagegram:imagegram@127.0.0.1:3306/imagegram".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://imagegram:imagegram@127.0.0.1:3306/imagegram".into())
 }
 
 /// The feed's skew, for 1M posts and 5M comments: a few posts with 100k

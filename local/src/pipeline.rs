@@ -38,35 +38,27 @@ pub fn spawn<S: Store>(
 ) {
     let converter = Arc::new(converter);
     let finalizer = Arc::new(finalizer);
-    let f1 = Arc::clone(&finalizer);
-    tokio::spawn(poller::run(
-        sqs.clone(),
-        queues.conversion.clone(),
-        region.clone(),
-        wait,
-        move |ev| {
-            let c = Arc::clone(&converter);
-            async move { c.handle(ev).await }
-        },
-    ));
-    tokio::spawn(poller::run(
-        sqs.clone(),
-        queues.results.clone(),
-        region.clone(),
-        wait,
-        move |ev| {
-            let f = Arc::clone(&f1);
-            async move { f.handle(ev).await }
-        },
-    ));
-    tokio::spawn(poller::run(
-        sqs,
-        queues.conversion_dlq.clone(),
-        region,
-        wait,
-        move |ev| {
-            let f = Arc::clone(&finalizer);
-            async move { f.handle(ev).await }
-        },
-    ));
+    for (queue, function) in EVENT_SOURCES {
+        let queue = queues
+            .by_logical_id(queue)
+            .expect("EVENT_SOURCES names known queues")
+            .clone();
+        let (sqs, region) = (sqs.clone(), region.clone());
+        match function {
+            Function::Converter => {
+                let c = Arc::clone(&converter);
+                tokio::spawn(poller::run(sqs, queue, region, wait, move |ev| {
+                    let c = Arc::clone(&c);
+                    async move { c.handle(ev).await }
+                }));
+            }
+            Function::Finalizer => {
+                let f = Arc::clone(&finalizer);
+                tokio::spawn(poller::run(sqs, queue, region, wait, move |ev| {
+                    let f = Arc::clone(&f);
+                    async move { f.handle(ev).await }
+                }));
+            }
+        }
+    }
 }

@@ -113,26 +113,25 @@ impl S3Objects {
     /// least one full TTL.
     /// Size and ETag, or `None` if there is no such object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(h) => Ok(Some(ObjectHead {
-                size: h.content_length().unwrap_or(0).max(0) as u64,
-                etag: h.e_tag().unwrap_or_default().to_owned(),
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(s3_error(e)),
-        }
+        Ok(self.head_object(key).await?.map(|h| ObjectHead {
+            size: h.content_length().unwrap_or(0).max(0) as u64,
+            etag: h.e_tag().unwrap_or_default().to_owned(),
+        }))
     }
 
     /// The ETag of the original a converted image was made from, if that
     /// image exists.
     pub async fn converted_from(&self, key: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .head_object(key)
+            .await?
+            .and_then(|h| h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned()))
+    }
+
+    async fn head_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, Error> {
         match self
             .client
             .head_object()
@@ -141,7 +140,7 @@ impl S3Objects {
             .send()
             .await
         {
-            Ok(h) => Ok(h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned()),
+            Ok(h) => Ok(Some(h)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(s3_error(e)),
         }

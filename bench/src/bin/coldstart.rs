@@ -77,12 +77,23 @@ async fn once(binary: &str) -> Duration {
                                     .unwrap(),
                             );
                         }
-                        let body = http_body_util::BodyExt::collect(req.into_body()).await.unwrap().to_bytes();
-                        let _ = done_tx.send((Instant::now(), format!("{path} {}", String::from_utf8_lossy(&body))));
-                        Ok(hyper::Response::builder().status(202).body(Full::new(Bytes::new())).unwrap())
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        let _ = done_tx.send((
+                            Instant::now(),
+                            format!("{path} {}", String::from_utf8_lossy(&body)),
+                        ));
+                        Ok(hyper::Response::builder()
+                            .status(202)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap())
                     }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -102,7 +113,10 @@ async fn once(binary: &str) -> Duration {
         .await
         .expect("the function answered within 30 s")
         .unwrap();
-    assert!(what.contains("/response") && what.contains("statusCode\":200"), "first answer: {what}");
+    assert!(
+        what.contains("/response") && what.contains("statusCode\":200"),
+        "first answer: {what}"
+    );
     child.kill().await.ok();
     server.abort();
     at - started

@@ -30,7 +30,12 @@ struct Req {
 }
 
 fn get(path: String) -> Req {
-    Req { method: Method::GET, path, body: None, expect: 200 }
+    Req {
+        method: Method::GET,
+        path,
+        body: None,
+        expect: 200,
+    }
 }
 
 /// What the benchmark learned of the seeded data before measuring.
@@ -58,9 +63,14 @@ async fn main() {
     let base: String = arg("--base", "http://127.0.0.1:3000".to_owned());
     let secs: u64 = arg("--secs", 10);
     let only: String = arg("--only", String::new());
-    let secret = std::env::var("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|_| "imagegram-local-dev-secret".into());
+    let secret = std::env::var("IMAGEGRAM_DEV_JWT_SECRET")
+        .unwrap_or_else(|_| "imagegram-local-dev-secret".into());
     let token = imagegram_local::auth::mint(&secret, "bench-user", Some(24 * 3600));
-    let client = Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap();
+    let client = Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
 
     let data = Arc::new(discover(&client, &base, &token).await);
     eprintln!(
@@ -72,22 +82,40 @@ async fn main() {
 
     type Gen = Box<dyn Fn(&Data, u64) -> Req + Send + Sync>;
     let scenarios: Vec<(&str, Vec<u64>, Gen)> = vec![
-        ("GET /posts (first page)", vec![500, 1000, 1500, 2000, 3000], Box::new(|_, _| get("/posts".into()))),
+        (
+            "GET /posts (first page)",
+            vec![500, 1000, 1500, 2000, 3000],
+            Box::new(|_, _| get("/posts".into())),
+        ),
         (
             "GET /posts (deep pages)",
             vec![500, 1000, 1500, 2000, 3000],
-            Box::new(|d, i| get(format!("/posts?cursor={}", d.deep_cursors[i as usize % d.deep_cursors.len()]))),
+            Box::new(|d, i| {
+                get(format!(
+                    "/posts?cursor={}",
+                    d.deep_cursors[i as usize % d.deep_cursors.len()]
+                ))
+            }),
         ),
         (
             "GET /posts/{id}",
             vec![500, 1000, 2000, 3000],
-            Box::new(|d, i| get(format!("/posts/{}", d.posts[(i * 7919) as usize % d.posts.len()]))),
+            Box::new(|d, i| {
+                get(format!(
+                    "/posts/{}",
+                    d.posts[(i * 7919) as usize % d.posts.len()]
+                ))
+            }),
         ),
         (
             "GET /posts/{id}/comments",
             vec![500, 1000, 2000, 3000],
             Box::new(|d, i| {
-                let post = if i % 2 == 0 { &d.hottest } else { &d.posts[(i * 7919) as usize % d.posts.len()] };
+                let post = if i % 2 == 0 {
+                    &d.hottest
+                } else {
+                    &d.posts[(i * 7919) as usize % d.posts.len()]
+                };
                 get(format!("/posts/{post}/comments"))
             }),
         ),
@@ -105,8 +133,18 @@ async fn main() {
             "DELETE /posts/{id}/comments/{comment_id}",
             vec![100, 200, 400],
             Box::new(|d, _| {
-                let (post, c) = d.mine.lock().unwrap().pop().expect("enough comments created to delete");
-                Req { method: Method::DELETE, path: format!("/posts/{post}/comments/{c}"), body: None, expect: 204 }
+                let (post, c) = d
+                    .mine
+                    .lock()
+                    .unwrap()
+                    .pop()
+                    .expect("enough comments created to delete");
+                Req {
+                    method: Method::DELETE,
+                    path: format!("/posts/{post}/comments/{c}"),
+                    body: None,
+                    expect: 204,
+                }
             }),
         ),
         (
@@ -116,9 +154,18 @@ async fn main() {
             vec![500, 1000, 1500, 2000],
             Box::new(|d, i| match i % 1000 {
                 0..300 => get("/posts".into()),
-                300..500 => get(format!("/posts?cursor={}", d.deep_cursors[i as usize % d.deep_cursors.len()])),
-                500..750 => get(format!("/posts/{}", d.posts[(i * 7919) as usize % d.posts.len()])),
-                750..970 => get(format!("/posts/{}/comments", d.posts[(i * 7919) as usize % d.posts.len()])),
+                300..500 => get(format!(
+                    "/posts?cursor={}",
+                    d.deep_cursors[i as usize % d.deep_cursors.len()]
+                )),
+                500..750 => get(format!(
+                    "/posts/{}",
+                    d.posts[(i * 7919) as usize % d.posts.len()]
+                )),
+                750..970 => get(format!(
+                    "/posts/{}/comments",
+                    d.posts[(i * 7919) as usize % d.posts.len()]
+                )),
                 970..998 => comment(&d.posts[(i * 104_729) as usize % d.posts.len()], i),
                 _ => match d.mine.lock().unwrap().pop() {
                     Some((post, c)) => Req {
@@ -137,7 +184,9 @@ async fn main() {
     let warm: Gen = Box::new(|d, i| get(format!("/posts/{}", d.posts[i as usize % d.posts.len()])));
     run(&client, &base, &token, &data, 300, 3, &warm).await;
 
-    println!("| endpoint | target RPS | achieved RPS | p50 ms | p90 ms | p99 ms | max ms | errors |");
+    println!(
+        "| endpoint | target RPS | achieved RPS | p50 ms | p90 ms | p99 ms | max ms | errors |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut summary = Vec::new();
     for (name, rates, generator) in &scenarios {
@@ -168,7 +217,10 @@ async fn main() {
     println!("| endpoint | highest rate with p99 <= {P99_BUDGET_MS} ms and no errors |");
     println!("|---|---:|");
     for (name, best) in summary {
-        println!("| {name} | {} |", best.map_or("below the lowest rate tried".into(), |r| format!("{r} RPS")));
+        println!(
+            "| {name} | {} |",
+            best.map_or("below the lowest rate tried".into(), |r| format!("{r} RPS"))
+        );
     }
 }
 
@@ -212,7 +264,10 @@ async fn run(
                     if req.expect == 201 {
                         // Keep the comment for the delete scenario.
                         if let Ok(v) = resp.json::<Value>().await {
-                            let pair = (v["post_id"].as_str().unwrap_or_default().to_owned(), v["id"].as_str().unwrap_or_default().to_owned());
+                            let pair = (
+                                v["post_id"].as_str().unwrap_or_default().to_owned(),
+                                v["id"].as_str().unwrap_or_default().to_owned(),
+                            );
                             data.mine.lock().unwrap().push(pair);
                         }
                     } else {
@@ -221,7 +276,12 @@ async fn run(
                     true
                 }
                 Ok(resp) => {
-                    eprintln!("unexpected {} for {} {}", resp.status(), req.method, req.path);
+                    eprintln!(
+                        "unexpected {} for {} {}",
+                        resp.status(),
+                        req.method,
+                        req.path
+                    );
                     false
                 }
                 Err(e) => {
@@ -241,7 +301,12 @@ async fn run(
             errors += 1;
         }
     }
-    Stats { hist, errors, sent: total, wall: began.elapsed() }
+    Stats {
+        hist,
+        errors,
+        sent: total,
+        wall: began.elapsed(),
+    }
 }
 
 /// Walks the feed to learn the hottest post, a sample of post ids and
@@ -256,7 +321,15 @@ async fn discover(client: &Client, base: &str, token: &str) -> Data {
             None => format!("{base}/posts?limit=100"),
             Some(c) => format!("{base}/posts?limit=100&cursor={c}"),
         };
-        let v: Value = client.get(url).bearer_auth(token).send().await.expect("gateway on :3000").json().await.unwrap();
+        let v: Value = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("gateway on :3000")
+            .json()
+            .await
+            .unwrap();
         for p in v["posts"].as_array().expect("a feed page") {
             posts.push(p["id"].as_str().unwrap().to_owned());
         }
@@ -270,9 +343,17 @@ async fn discover(client: &Client, base: &str, token: &str) -> Data {
             None => break,
         }
     }
-    assert!(!posts.is_empty(), "the feed is empty: run imagegram-seed first");
+    assert!(
+        !posts.is_empty(),
+        "the feed is empty: run imagegram-seed first"
+    );
     if deep.is_empty() {
         deep.push(String::new());
     }
-    Data { hottest: posts[0].clone(), posts, deep_cursors: deep, mine: Mutex::new(Vec::new()) }
+    Data {
+        hottest: posts[0].clone(),
+        posts,
+        deep_cursors: deep,
+        mine: Mutex::new(Vec::new()),
+    }
 }

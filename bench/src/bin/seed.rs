@@ -29,7 +29,11 @@ fn xorshift(state: &mut u64) -> u64 {
 /// A UUIDv7 at a chosen time, so ids (and with them the feed's "newest
 /// first") spread over the past year.
 fn id_at(unix_ms: u64) -> Uuid {
-    Uuid::new_v7(Timestamp::from_unix(NoContext, unix_ms / 1000, ((unix_ms % 1000) * 1_000_000) as u32))
+    Uuid::new_v7(Timestamp::from_unix(
+        NoContext,
+        unix_ms / 1000,
+        ((unix_ms % 1000) * 1_000_000) as u32,
+    ))
 }
 
 #[tokio::main]
@@ -39,7 +43,10 @@ async fn main() {
     let started = Instant::now();
     let pool = Pool::new(database_url().as_str());
     imagegram::store::migrate(&pool).await.expect("migrations");
-    let mut conn = pool.get_conn().await.expect("MariaDB reachable (scripts/up starts it)");
+    let mut conn = pool
+        .get_conn()
+        .await
+        .expect("MariaDB reachable (scripts/up starts it)");
     conn.query_drop("SET FOREIGN_KEY_CHECKS = 0").await.unwrap();
     conn.query_drop("TRUNCATE TABLE comments").await.unwrap();
     conn.query_drop("TRUNCATE TABLE posts").await.unwrap();
@@ -51,7 +58,9 @@ async fn main() {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut next = 0usize;
     for (share, each) in TIERS {
-        let n = ((posts as f64 * share).round() as usize).max(1).min(posts - next);
+        let n = ((posts as f64 * share).round() as usize)
+            .max(1)
+            .min(posts - next);
         let each = ((*each as f64 * scale).round() as u64).max(1);
         counts[next..next + n].fill(each);
         next += n;
@@ -61,16 +70,25 @@ async fn main() {
     }
     let total_comments: u64 = counts.iter().sum();
 
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let year_ms = 365 * 24 * 3600 * 1000u64;
     let step = year_ms / posts as u64;
-    let ids: Arc<Vec<PostId>> = Arc::new((0..posts)
-        .map(|i| PostId::from_bytes(*id_at(now_ms - year_ms + i as u64 * step).as_bytes()))
-        .collect());
+    let ids: Arc<Vec<PostId>> = Arc::new(
+        (0..posts)
+            .map(|i| PostId::from_bytes(*id_at(now_ms - year_ms + i as u64 * step).as_bytes()))
+            .collect(),
+    );
     let counts = Arc::new(counts);
 
     // Posts, in chunks spread over the workers.
-    let chunks: Vec<Vec<usize>> = (0..posts).collect::<Vec<_>>().chunks(POST_ROWS).map(<[usize]>::to_vec).collect();
+    let chunks: Vec<Vec<usize>> = (0..posts)
+        .collect::<Vec<_>>()
+        .chunks(POST_ROWS)
+        .map(<[usize]>::to_vec)
+        .collect();
     let (ids2, counts2) = (ids.clone(), counts.clone());
     run_parallel(&pool, chunks, move |chunk| {
         let (ids, counts) = (&ids2, &counts2);
@@ -147,7 +165,9 @@ async fn main() {
     })
     .await;
     let mut conn = pool.get_conn().await.unwrap();
-    conn.query_drop("ANALYZE TABLE posts, comments").await.unwrap();
+    conn.query_drop("ANALYZE TABLE posts, comments")
+        .await
+        .unwrap();
     println!(
         "seeded {posts} posts in {:.1} s and {total_comments} comments in {:.1} s; total {:.1} s \
          (hottest post: {} comments)",
@@ -172,9 +192,13 @@ async fn run_parallel<C: Send + 'static>(
         let (pool, queue, build) = (pool.clone(), queue.clone(), build.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = pool.get_conn().await.unwrap();
-            conn.query_drop("SET FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0").await.unwrap();
+            conn.query_drop("SET FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0")
+                .await
+                .unwrap();
             loop {
-                let Some(chunk) = queue.lock().unwrap().next() else { break };
+                let Some(chunk) = queue.lock().unwrap().next() else {
+                    break;
+                };
                 let (sql, params) = build(chunk);
                 conn.exec_drop(sql, params).await.unwrap();
             }

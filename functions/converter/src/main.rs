@@ -2,6 +2,10 @@
 //! JPEG -> results queue. Wiring only; the logic is
 //! `imagegram::pipeline::converter`.
 
+// The converter's future nests deeply (SDK calls inside spawn_blocking inside
+// the runtime's service); the default limit is one short.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};

@@ -3,7 +3,7 @@
 //! big) become a `failed` result at once; transient ones (S3 or SQS
 //! unreachable) put the message back for a retry through the batch response.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::convert::{self, Limits};
 use super::messages::{self, Body, ConversionResult};
@@ -39,26 +39,11 @@ impl Converter {
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        for message in event.records {
-            let id = message.message_id.unwrap_or_default();
-            let span = tracing::info_span!("message", message_id = id.as_str());
-            let result = tracing::Instrument::instrument(
-                self.process(message.body.as_deref().unwrap_or("")),
-                span,
-            )
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(message_id = id.as_str(), error = %e, "conversion will be retried");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        super::each_message(self, event).await
     }
+}
 
-    /// Err only for transient trouble: the message is then retried.
+impl super::Process for Converter {
     async fn process(&self, body: &str) -> Result<(), Error> {
         let notification = match messages::parse(body) {
             Body::S3(n) => n,
@@ -108,7 +93,9 @@ impl Converter {
         }
         Ok(())
     }
+}
 
+impl Converter {
     async fn convert(&self, post: PostId, key: &str) -> Result<Outcome, Error> {
         let failed = |reason: String| Ok(Outcome::Failed { reason });
         let Some(head) = self.objects.head(key).await? else {

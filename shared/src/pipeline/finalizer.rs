@@ -1,7 +1,7 @@
 //! The finalizer Lambda's logic: conversion results (and the conversion
 //! queue's dead letters) in, post records out.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::messages::{self, Body};
 use crate::Error;
@@ -18,19 +18,11 @@ pub struct Finalizer<S> {
 
 impl<S: Store> Finalizer<S> {
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        for message in event.records {
-            let id = message.message_id.unwrap_or_default();
-            if let Err(e) = self.process(message.body.as_deref().unwrap_or("")).await {
-                tracing::warn!(message_id = id.as_str(), error = %e, "finalizing will be retried");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        super::each_message(self, event).await
     }
+}
 
+impl<S: Store> super::Process for Finalizer<S> {
     async fn process(&self, body: &str) -> Result<(), Error> {
         match messages::parse(body) {
             Body::Result(r) => self.finish(r.post_id, &r.outcome).await,
@@ -57,7 +49,9 @@ impl<S: Store> Finalizer<S> {
             }
         }
     }
+}
 
+impl<S: Store> Finalizer<S> {
     async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<(), Error> {
         let moved = self.store.finish(post, outcome).await?;
         // Not moved: a repeat, or the post already ended (or was deleted).

@@ -21,3 +21,37 @@ pub mod messages;
 
 pub use converter::Converter;
 pub use finalizer::Finalizer;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+
+/// What a pipeline function does with one message body. Err only for
+/// transient trouble: the message is then retried.
+pub(crate) trait Process: Sync {
+    fn process(
+        &self,
+        body: &str,
+    ) -> impl std::future::Future<Output = Result<(), crate::Error>> + Send;
+}
+
+/// Runs `process` on each message's body. Messages whose processing failed
+/// (transiently: permanent failures are recorded, not returned) go back in
+/// the partial batch response, for SQS to redeliver; the rest are done.
+pub(crate) async fn each_message<P: Process>(processor: &P, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let id = message.message_id.unwrap_or_default();
+        let span = tracing::info_span!("message", message_id = id.as_str());
+        let result = tracing::Instrument::instrument(
+            processor.process(message.body.as_deref().unwrap_or("")),
+            span,
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(message_id = id.as_str(), error = %e, "will be retried");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
