@@ -168,6 +168,7 @@ async fn main() {
     conn.query_drop("ANALYZE TABLE posts, comments")
         .await
         .unwrap();
+    drop(conn); // disconnect() waits for every connection to come back
     println!(
         "seeded {posts} posts in {:.1} s and {total_comments} comments in {:.1} s; total {:.1} s \
          (hottest post: {} comments)",
