@@ -1,6 +1,8 @@
 //! The object-store capability and its S3 adapter.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
@@ -82,7 +84,20 @@ pub struct S3Objects {
     /// presigned GETs.
     public_base_url: Option<String>,
     presign_ttl: Duration,
+    /// Image URLs presigned in the current window (see `presigning`): the
+    /// same for every request in it, and signing one costs ~120 us, which a
+    /// feed page of 20 posts paid 20 times before this cache.
+    image_urls: Arc<Mutex<UrlCache>>,
 }
+
+#[derive(Default)]
+struct UrlCache {
+    window_start: u64,
+    urls: HashMap<String, String>,
+}
+
+/// Bound on cached URLs; the cache starts afresh past it.
+const URL_CACHE_MAX: usize = 100_000;
 
 impl S3Objects {
     pub fn new(
@@ -96,6 +111,7 @@ impl S3Objects {
             bucket,
             public_base_url,
             presign_ttl,
+            image_urls: Arc::default(),
         }
     }
 
@@ -184,15 +200,19 @@ impl S3Objects {
         Ok(())
     }
 
-    fn presigning(&self) -> Result<PresigningConfig, Error> {
+    fn window_start(&self) -> u64 {
         let ttl = self.presign_ttl.as_secs().max(60);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let start = UNIX_EPOCH + Duration::from_secs(now - now % ttl);
+        now - now % ttl
+    }
+
+    fn presigning(&self, window_start: u64) -> Result<PresigningConfig, Error> {
+        let ttl = self.presign_ttl.as_secs().max(60);
         PresigningConfig::builder()
-            .start_time(start)
+            .start_time(UNIX_EPOCH + Duration::from_secs(window_start))
             .expires_in(Duration::from_secs(2 * ttl))
             .build()
             .map_err(Error::internal)
@@ -234,6 +254,17 @@ impl ObjectStore for S3Objects {
         if let Some(base) = &self.public_base_url {
             return Ok(format!("{base}/{key}"));
         }
+        let window = self.window_start();
+        {
+            let mut cache = self.image_urls.lock().expect("URL cache lock");
+            if cache.window_start != window || cache.urls.len() >= URL_CACHE_MAX {
+                cache.window_start = window;
+                cache.urls.clear();
+            }
+            if let Some(url) = cache.urls.get(key) {
+                return Ok(url.clone());
+            }
+        }
         // Local computation: signing makes no request (credentials are cached
         // after the first call).
         let req = self
@@ -242,10 +273,15 @@ impl ObjectStore for S3Objects {
             .bucket(&self.bucket)
             .key(key)
             .response_content_type("image/jpeg")
-            .presigned(self.presigning()?)
+            .presigned(self.presigning(window)?)
             .await
             .map_err(Error::internal)?;
-        Ok(req.uri().to_owned())
+        let url = req.uri().to_owned();
+        let mut cache = self.image_urls.lock().expect("URL cache lock");
+        if cache.window_start == window {
+            cache.urls.insert(key.to_owned(), url.clone());
+        }
+        Ok(url)
     }
 
     async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, Error> {

@@ -19,6 +19,9 @@ async fn a_published_post_is_visible_to_everyone_with_its_image_url() {
         .expect("published posts have an image URL");
     assert!(url.starts_with("http"), "{url}");
     assert!(url.contains(&format!("converted/{id}.jpg")), "{url}");
+    // Within a signing window the URL is stable: browsers and CDNs cache it.
+    let again = app.get(&format!("/posts/{id}"), "carol").await;
+    assert_eq!(again.body["image_url"], p["image_url"]);
     let created = p["created_at"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.len() == 24, "{created}");
 }
