@@ -82,7 +82,7 @@ async fn hot_queries_use_indexes_without_filesort() {
         (
             "feed, later page",
             sql::FEED_AFTER.into(),
-            vec![5.into(), 5.into(), post(), 21.into()],
+            vec![0.into(), 0.into(), post(), 21.into()],
         ),
         (
             "last comments of one post",
@@ -139,6 +139,16 @@ async fn hot_queries_use_indexes_without_filesort() {
                 !extra.unwrap_or_default().contains("filesort"),
                 "filesort: {line}"
             );
+            // A later feed page is a range over the whole feed key, never a
+            // `ref` on status that filters its way down to the cursor.
+            if name == "feed, later page" {
+                let key_len: Option<String> = row.get("key_len").flatten();
+                assert_eq!(
+                    (access.as_deref(), key.as_deref(), key_len.as_deref()),
+                    (Some("range"), Some("posts_feed"), Some("21")),
+                    "{line}"
+                );
+            }
             checked += 1;
         }
         assert!(checked > 0, "{name}: no plan row for posts or comments");
