@@ -7,7 +7,9 @@
 //! - [`api`]: the HTTP API. [`api::handle`] takes the `lambda_http` request that
 //!   API Gateway (or the local gateway) built, finds the route by its route
 //!   key, parses the input into domain values, calls one operation in
-//!   [`api::ops`] and maps the result (or the [`Error`]) to a response.
+//!   [`api::ops`] (posts, feed, comments) or [`api::uploads`] (multipart
+//!   uploads of originals) and maps the result (or the [`Error`]) to a
+//!   response.
 //! - [`pipeline`]: what happens after an upload completes: the converter
 //!   (S3 event -> 600x600 JPEG, [`pipeline::convert`] is the pure part) and
 //!   the finalizer (result -> post record).
