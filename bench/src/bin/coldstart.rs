@@ -19,28 +19,36 @@ use hyper_util::rt::TokioIo;
 use imagegram_bench::arg;
 use tokio::sync::mpsc;
 
-const EVENT: &str = include_str!("../../../events/api-list-posts.json");
 
 #[tokio::main]
 async fn main() {
     let binary: String = arg("--binary", "target/release/imagegram-api".to_owned());
     let runs: usize = arg("--runs", 10);
+    let event_file: String = arg("--event", "events/api-list-posts.json".to_owned());
+    let event: &'static str = std::fs::read_to_string(&event_file)
+        .unwrap_or_else(|e| panic!("{event_file}: {e}"))
+        .leak();
     let mut times = Vec::new();
+    let mut peak_kib = 0;
     for _ in 0..runs {
-        times.push(once(&binary).await);
+        let (t, kib) = once(&binary, event).await;
+        times.push(t);
+        peak_kib = peak_kib.max(kib);
     }
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "cold start of {binary} (process start to first response), {runs} runs: \
-         median {:.1} ms, min {:.1} ms, max {:.1} ms",
+         median {:.1} ms, min {:.1} ms, max {:.1} ms; peak RSS {:.1} MiB ({event_file})",
         ms(times[runs / 2]),
         ms(times[0]),
-        ms(times[runs - 1])
+        ms(times[runs - 1]),
+        peak_kib as f64 / 1024.0
     );
 }
 
-async fn once(binary: &str) -> Duration {
+/// Time to the first response, and the process's peak RSS (KiB) by then.
+async fn once(binary: &str, event: &'static str) -> (Duration, u64) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Instant, String)>();
@@ -73,7 +81,7 @@ async fn once(binary: &str) -> Duration {
                                         "arn:aws:lambda:us-east-1:123456789012:function:imagegram-api",
                                     )
                                     .header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
-                                    .body(Full::new(Bytes::from_static(EVENT.as_bytes())))
+                                    .body(Full::new(Bytes::from_static(event.as_bytes())))
                                     .unwrap(),
                             );
                         }
@@ -113,11 +121,21 @@ async fn once(binary: &str) -> Duration {
         .await
         .expect("the function answered within 30 s")
         .unwrap();
+    // An API event must answer 200; an SQS event, an empty batch response.
     assert!(
-        what.contains("/response") && what.contains("statusCode\":200"),
+        what.contains("/response")
+            && (what.contains("statusCode\":200") || what.contains("\"batchItemFailures\":[]")),
         "first answer: {what}"
     );
+    // VmHWM: the most the process has held in memory so far.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap_or(0)))
+        .unwrap_or_default();
+    let peak_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
     child.kill().await.ok();
     server.abort();
-    at - started
+    (at - started, peak_kib)
 }
