@@ -19,7 +19,6 @@ use hyper_util::rt::TokioIo;
 use imagegram_bench::arg;
 use tokio::sync::mpsc;
 
-
 #[tokio::main]
 async fn main() {
     let binary: String = arg("--binary", "target/release/imagegram-api".to_owned());
