@@ -175,12 +175,14 @@ async fn hostile_and_broken_files_fail_fast_with_a_reason() {
         // Failed posts are their author's alone.
         assert_eq!(app.get(&format!("/posts/{id}"), "bob").await.status, 404);
     }
-    // No retries were waited for: one pass each.
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
+    // Refused in one pass: each reason above is the converter's own, not the
+    // dead-letter one, and nothing waits in the queues. (The time is printed,
+    // not asserted: a slow machine is no failure.)
+    println!("6 hostile uploads failed in {:?}", started.elapsed());
+    eventually("the conversion queue to drain", async || {
+        queue_depth(&app, &app.queues.conversion.url).await == 0
+    })
+    .await;
     assert_eq!(queue_depth(&app, &app.queues.conversion_dlq.url).await, 0);
 }
 
