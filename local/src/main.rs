@@ -10,9 +10,7 @@
 use std::sync::Arc;
 
 use imagegram::api::App;
-use imagegram::config::{ApiConfig, optional};
-use imagegram::objects::S3Objects;
-use imagegram::pipeline::convert::Limits;
+use imagegram::config::{ApiConfig, ConverterConfig, optional};
 use imagegram::pipeline::{Converter, Finalizer};
 use imagegram::store::migrate;
 use imagegram_local::auth::{self, DevAuthorizer};
@@ -59,13 +57,13 @@ fn token(sub: &str, ttl: &str) -> Result<(), BoxError> {
 async fn serve() -> Result<(), BoxError> {
     imagegram::telemetry::init();
     let cfg = ApiConfig::from_env()?;
-    let app = App::from_config(&cfg).await?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = App::from_config(&cfg, &sdk)?;
     migrate(app.store.pool()).await?;
     let s3 = app.objects.client().clone();
     bootstrap::bucket(&s3, &cfg.bucket).await?;
 
     // The pipeline: queues, the bucket's notification, and the pollers.
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let region = sdk
         .region()
@@ -74,12 +72,13 @@ async fn serve() -> Result<(), BoxError> {
     let prefix = optional("QUEUE_PREFIX").unwrap_or_else(|| "imagegram-local".into());
     let queues = bootstrap::queues(&sqs, &prefix, 60).await?;
     bootstrap::notifications(&s3, &cfg.bucket, &queues.conversion.arn).await?;
-    let converter = Converter {
-        objects: S3Objects::new(s3, cfg.bucket.clone(), None, Duration::from_secs(3600)),
-        sqs: sqs.clone(),
-        results_queue_url: queues.results.url.clone(),
-        limits: Limits::default(),
-    };
+    let converter = Converter::from_config(
+        &ConverterConfig {
+            bucket: cfg.bucket.clone(),
+            results_queue_url: queues.results.url.clone(),
+        },
+        &sdk,
+    );
     let finalizer = Finalizer {
         store: app.store.clone(),
     };

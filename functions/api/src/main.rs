@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     imagegram::telemetry::init();
     let cfg = ApiConfig::from_env()?;
     // Built once per container and lent to every invocation.
-    let app = Arc::new(App::from_config(&cfg).await?);
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = Arc::new(App::from_config(&cfg, &sdk)?);
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Infallible>(api::handle(&app, req).await) }

@@ -17,7 +17,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     imagegram::telemetry::init();
     let cfg = ConverterConfig::from_env()?;
-    let converter = Arc::new(Converter::from_config(&cfg).await);
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let converter = Arc::new(Converter::from_config(&cfg, &sdk));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let converter = Arc::clone(&converter);
         async move { Ok::<SqsBatchResponse, Error>(converter.handle(event.payload).await) }

@@ -258,13 +258,16 @@ pub fn error_response(e: &Error) -> Response<Body> {
 
 impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
     /// The deployed wiring: MySQL pool and S3 client from the configuration
-    /// and the ambient AWS environment (region, credentials, endpoint).
-    pub async fn from_config(cfg: &crate::config::ApiConfig) -> Result<Self, Error> {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// and the AWS environment (`sdk`: region, credentials, endpoint), which
+    /// the caller loads once per process.
+    pub fn from_config(
+        cfg: &crate::config::ApiConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, Error> {
         Ok(App {
             store: crate::store::MySqlStore::connect(cfg.database_url.expose(), cfg.db_pool_max)?,
             objects: crate::objects::S3Objects::new(
-                aws_sdk_s3::Client::new(&sdk),
+                aws_sdk_s3::Client::new(sdk),
                 cfg.bucket.clone(),
                 cfg.image_base_url.clone(),
                 std::time::Duration::from_secs(cfg.presign_ttl_secs),

@@ -21,18 +21,17 @@ pub struct Converter {
 }
 
 impl Converter {
-    /// The deployed wiring, from configuration and the ambient AWS
-    /// environment.
-    pub async fn from_config(cfg: &crate::config::ConverterConfig) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    /// The deployed wiring, from configuration and the AWS environment
+    /// (`sdk`), which the caller loads once per process.
+    pub fn from_config(cfg: &crate::config::ConverterConfig, sdk: &aws_config::SdkConfig) -> Self {
         Converter {
             objects: S3Objects::new(
-                aws_sdk_s3::Client::new(&sdk),
+                aws_sdk_s3::Client::new(sdk),
                 cfg.bucket.clone(),
                 None,
                 std::time::Duration::from_secs(3600),
             ),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
             results_queue_url: cfg.results_queue_url.clone(),
             limits: Limits::default(),
         }
