@@ -99,12 +99,7 @@ pub async fn create_post<S: Store, O: ObjectStore>(
     }
     let count = part_count(size_bytes, PART_SIZE);
     let (parts, expires_at) = presign(app, &key, &upload_id, 1..=count).await?;
-    let record = app
-        .store
-        .post(id)
-        .await?
-        .ok_or_else(|| Error::internal("post vanished after insert"))?;
-    let post = views(app, vec![record]).await?.remove(0);
+    let post = views(app, vec![new.record()]).await?.remove(0);
     Ok(CreatedPost {
         post,
         upload: Upload {
@@ -166,7 +161,7 @@ pub async fn complete<S: Store, O: ObjectStore>(
     id: PostId,
     client_parts: Option<Vec<(u32, String)>>,
 ) -> Result<Post, Error> {
-    let (post, upload_id) = open_upload(app, caller, id).await?;
+    let (mut post, upload_id) = open_upload(app, caller, id).await?;
     let key = id.original_key();
     let held = app
         .objects
@@ -246,12 +241,10 @@ pub async fn complete<S: Store, O: ObjectStore>(
             .await?;
         return Err(e);
     }
-    let record = app
-        .store
-        .post(id)
-        .await?
-        .ok_or(Error::NotFound("no such post"))?;
-    Ok(views(app, vec![record]).await?.remove(0))
+    // The record in hand, moved on: the contract answers `processing`, even
+    // if the finalizer is already done by now.
+    post.status = PostStatus::Processing;
+    Ok(views(app, vec![post]).await?.remove(0))
 }
 
 pub async fn abort<S: Store, O: ObjectStore>(

@@ -68,6 +68,25 @@ pub struct NewPost {
     pub part_size: u64,
 }
 
+impl NewPost {
+    /// The record `create_post` stores, without reading it back.
+    pub fn record(&self) -> PostRecord {
+        PostRecord {
+            id: self.id,
+            author: self.author.as_str().to_owned(),
+            caption: self.caption.as_str().to_owned(),
+            status: PostStatus::AwaitingUpload,
+            content_type: self.content_type.to_owned(),
+            size_bytes: self.size_bytes,
+            upload_id: Some(self.upload_id.clone()),
+            part_size: self.part_size,
+            image_key: None,
+            failure_reason: None,
+            comment_count: 0,
+        }
+    }
+}
+
 /// How a conversion ended, as the finalizer records it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
