@@ -40,17 +40,13 @@ pub async fn feed<S: Store, O: ObjectStore>(
     limit: Limit,
 ) -> Result<FeedPage, Error> {
     let after = cursor.map(|c| app.cursors.decode_feed(c)).transpose()?;
-    // One row more than asked tells whether another page exists.
-    let mut rows = app.store.feed_page(after, limit.get() + 1).await?;
-    let more = rows.len() > limit.get();
-    rows.truncate(limit.get());
-    let next_cursor = match rows.last() {
-        Some(last) if more => Some(app.cursors.encode_feed(FeedPosition {
-            comment_count: last.comment_count,
-            post_id: last.id,
-        })),
-        _ => None,
-    };
+    let (rows, last) = page(app.store.feed_page(after, limit.get() + 1).await?, limit);
+    let next_cursor = last.map(|p| {
+        app.cursors.encode_feed(FeedPosition {
+            comment_count: p.comment_count,
+            post_id: p.id,
+        })
+    });
     Ok(FeedPage {
         posts: views(app, rows).await?,
         next_cursor,
@@ -106,21 +102,16 @@ pub async fn list_comments<S: Store, O: ObjectStore>(
         .map(|c| app.cursors.decode_comments(post, c))
         .transpose()?;
     visible_post(app, caller, post).await?;
-    let mut rows = app
-        .store
-        .comments_page(post, after, limit.get() + 1)
-        .await?;
-    let more = rows.len() > limit.get();
-    rows.truncate(limit.get());
-    let next_cursor = match rows.last() {
-        Some(last) if more => Some(app.cursors.encode_comments(
-            post,
-            CommentsPosition {
-                comment_id: last.id,
-            },
-        )),
-        _ => None,
-    };
+    let (rows, last) = page(
+        app.store
+            .comments_page(post, after, limit.get() + 1)
+            .await?,
+        limit,
+    );
+    let next_cursor = last.map(|c| {
+        app.cursors
+            .encode_comments(post, CommentsPosition { comment_id: c.id })
+    });
     Ok(CommentsPage {
         comments: rows.into_iter().map(comment_view).collect(),
         next_cursor,
@@ -138,6 +129,16 @@ pub async fn delete_comment<S: Store, O: ObjectStore>(
         DeleteComment::NoSuchComment => Err(Error::NotFound("no such comment")),
         DeleteComment::NotAuthor => Err(Error::Forbidden("only its author may delete a comment")),
     }
+}
+
+/// A page of `limit` rows from `limit + 1` fetched; the extra row only tells
+/// that another page exists, and then the page's last row is returned for
+/// the cursor.
+fn page<R: Clone>(mut rows: Vec<R>, limit: Limit) -> (Vec<R>, Option<R>) {
+    let more = rows.len() > limit.get();
+    rows.truncate(limit.get());
+    let last = rows.last().filter(|_| more).cloned();
+    (rows, last)
 }
 
 /// The post, if the caller may see it: everyone sees published posts, the
