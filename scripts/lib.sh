@@ -120,9 +120,7 @@ export DB_POOL_MAX=${DB_POOL_MAX:-32}
 
 api_up() { curl -fs "http://$IMAGEGRAM_API_ADDR/health" >/dev/null; }
 
-# Builds the release binaries and starts the gateway (API + pipeline) in the
-# background.
-# Always this one set of packages: cargo unifies features per build, so
+# Builds the release binaries. Always this one set of packages: cargo unifies features per build, so
 # another set would rebuild every dependency (~8 min here).
 release_build() {
   log "building (release)"
@@ -130,8 +128,8 @@ release_build() {
     -p imagegram-local -p imagegram-api -p imagegram-bench
 }
 
+# Starts the release gateway (API + pipeline) in the background; build first.
 start_gateway() {
-  release_build
   log "starting the API gateway on http://$IMAGEGRAM_API_ADDR"
   setsid "$ROOT/target/release/imagegram-local" serve >"$STATE/log/gateway.log" 2>&1 </dev/null &
   echo $! >"$STATE/gateway.pid"
