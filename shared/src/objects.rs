@@ -162,21 +162,20 @@ impl S3Objects {
         }
     }
 
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
+    /// An object's body as it downloads, so a 100 MiB original is never held
+    /// whole. `etag` pins the version that was checked: if the object was
+    /// replaced since, S3 answers 412 and the caller retries.
+    pub async fn open(&self, key: &str, etag: &str) -> Result<ByteStream, Error> {
         let out = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .if_match(etag)
             .send()
             .await
             .map_err(s3_error)?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::unavailable("object store", e))?;
-        Ok(bytes.to_vec())
+        Ok(out.body)
     }
 
     /// Stores a converted JPEG, remembering which original it came from.

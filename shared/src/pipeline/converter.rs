@@ -3,7 +3,11 @@
 //! big) become a `failed` result at once; transient ones (S3 or SQS
 //! unreachable) put the message back for a retry through the batch response.
 
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use tokio_util::io::SyncIoBridge;
 
 use super::convert::{self, Limits};
 use super::messages::{self, Body, ConversionResult};
@@ -112,20 +116,63 @@ impl Converter {
         if self.objects.converted_from(&image_key).await?.as_deref() == Some(head.etag.as_str()) {
             return Ok(Outcome::Published { image_key });
         }
-        let bytes = self.objects.get(key).await?;
+        let body = self.objects.open(key, &head.etag).await?;
+        // The decoders read synchronously on a blocking thread, pulling the
+        // body through a bridge as they go: download and decoding overlap,
+        // and memory holds a buffer, not the file.
+        let download = Download::new(SyncIoBridge::new(body.into_async_read()));
+        let broken = download.broken.clone();
         let limits = self.limits;
         // CPU-bound, and a decoder may panic on hostile input: a blocking
-        // task contains both.
-        let jpeg =
-            match tokio::task::spawn_blocking(move || convert::convert(&bytes, &limits)).await {
-                Ok(Ok(jpeg)) => jpeg,
-                Ok(Err(rejection)) => return failed(rejection.0),
-                Err(e) if e.is_panic() => return failed("the image could not be decoded".into()),
-                Err(e) => return Err(Error::internal(e)),
-            };
+        // task contains both (convert_reader catches the decoders' panics
+        // itself; this is the second line).
+        let converted = tokio::task::spawn_blocking(move || {
+            convert::convert_reader(
+                std::io::BufReader::with_capacity(1 << 20, download),
+                &limits,
+            )
+        })
+        .await;
+        // A connection lost mid-download reads to the decoder like a
+        // truncated file: that is S3's failure, not the image's, so the
+        // message goes back for a retry instead of failing the post.
+        if let Some(e) = broken.lock().expect("download error lock").take() {
+            return Err(Error::unavailable("object store", e));
+        }
+        let jpeg = match converted {
+            Ok(Ok(jpeg)) => jpeg,
+            Ok(Err(rejection)) => return failed(rejection.0),
+            Err(e) if e.is_panic() => return failed("the image could not be decoded".into()),
+            Err(e) => return Err(Error::internal(e)),
+        };
         self.objects
             .put_converted(&image_key, jpeg, &head.etag)
             .await?;
         Ok(Outcome::Published { image_key })
+    }
+}
+
+/// A download read by a decoder, remembering whether the transfer itself
+/// failed (as opposed to the bytes being bad).
+struct Download<R> {
+    inner: R,
+    broken: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl<R> Download<R> {
+    fn new(inner: R) -> Self {
+        Download {
+            inner,
+            broken: Arc::default(),
+        }
+    }
+}
+
+impl<R: Read> Read for Download<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            let copy = std::io::Error::new(e.kind(), e.to_string());
+            *self.broken.lock().expect("download error lock") = Some(copy);
+        })
     }
 }

@@ -1,0 +1,58 @@
+//! The whole-image path, for encodings the streaming decoders leave out:
+//! the `image` crate decodes everything, then rows go through the same
+//! shrinker. The limits are checked first, on the header (the crate's
+//! `into_decoder` path does not check `max_alloc` itself).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use super::rows::{Layout, Shrinker, to_rgb};
+use super::{Limits, Rejection, Staged, check_size, corrupt, format_name};
+
+pub(super) fn stage(
+    bytes: &[u8],
+    format: image::ImageFormat,
+    limits: &Limits,
+) -> Result<Staged, Rejection> {
+    let name = format_name(format);
+    let bad = |e: image::ImageError| corrupt(name, e);
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(bad)?;
+    let (w, h) = decoder.dimensions();
+    check_size(name, w.into(), h.into(), 4, limits)?;
+    if decoder.total_bytes() > limits.max_decoded_bytes {
+        return Err(super::reject(format!(
+            "the image would take {} MiB decoded; at most {} MiB is accepted",
+            decoder.total_bytes() >> 20,
+            limits.max_decoded_bytes >> 20
+        )));
+    }
+    // The decoder's own allocation checks, as a second line behind ours.
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(limits.max_side);
+    image_limits.max_image_height = Some(limits.max_side);
+    image_limits.max_alloc = Some(limits.max_decoded_bytes + (64 << 20));
+    decoder.set_limits(image_limits).map_err(bad)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let image = DynamicImage::from_decoder(decoder).map_err(bad)?;
+
+    let mut shrinker = Shrinker::new(w, h, orientation);
+    if image.color().has_alpha() {
+        let rgba = image.into_rgba8();
+        let mut rgb = Vec::with_capacity(w as usize * 3);
+        for (y, row) in rgba.chunks_exact(w as usize * 4).enumerate() {
+            to_rgb(Layout::Rgba, row, &mut rgb);
+            shrinker.push(y as u32, &rgb);
+        }
+    } else {
+        let rgb = image.into_rgb8();
+        for (y, row) in rgb.chunks_exact(w as usize * 3).enumerate() {
+            shrinker.push(y as u32, row);
+        }
+    }
+    Ok(shrinker.finish())
+}

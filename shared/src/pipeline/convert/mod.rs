@@ -1,0 +1,260 @@
+//! The conversion itself, pure: the bytes of an original in (streamed, never
+//! held whole), a 600x600 baseline JPEG out, or a reason a person can act on.
+//!
+//! Order of work, cheapest refusal first: sniff the format from the magic
+//! bytes; read the header; refuse dimensions or decoded sizes over the limits
+//! *before* anything is allocated for pixels; then decode only as much as
+//! the result needs, into a [`Staged`] image a little over twice the target
+//! size, never the full resolution:
+//!
+//! - JPEG ([`jpeg`]): libjpeg-turbo decodes at 1/8, 1/4, ... scale in the DCT
+//!   domain, and rows past the centred square are never decoded.
+//! - PNG ([`png`]) and BMP ([`bmp`]): rows are decoded one at a time and
+//!   box-averaged as they arrive ([`rows::Shrinker`]), so memory is one row
+//!   plus the staged image whatever the input's size. Interlaced PNGs and
+//!   uncommon BMP encodings take the whole-image path ([`fallback`]), still
+//!   behind the limits.
+//!
+//! Then [`finish`]: Lanczos3 to 600x600 (SIMD, `fast_image_resize`) on the
+//! centred square, EXIF rotation on the small result (a centred square crop
+//! commutes with rotation), and a 4:2:0 baseline JPEG with optimised Huffman
+//! tables. Alpha is flattened onto white row by row as pixels arrive.
+//!
+//! libjpeg reports fatal errors by unwinding; [`convert_reader`] contains
+//! every panic of the decoders and turns it into a [`Rejection`].
+
+mod bmp;
+mod fallback;
+mod jpeg;
+mod png;
+mod rows;
+
+use std::io::{BufRead, Read};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use fast_image_resize as fir;
+use image::metadata::Orientation;
+
+/// Side of the served square.
+pub const SIDE: u32 = 600;
+/// JPEG quality of the served image.
+pub const QUALITY: u8 = 85;
+
+/// What the converter refuses before decoding.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest side accepted, in pixels.
+    pub max_side: u32,
+    /// Most pixels accepted (width x height).
+    pub max_pixels: u64,
+    /// Most bytes the decoded image may take.
+    pub max_decoded_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 16000x12000 (a 192 MP camera) passes; the decompression bombs of the
+    /// tests (40000x40000, 50000x50000) do not.
+    fn default() -> Self {
+        Limits {
+            max_side: 20_000,
+            max_pixels: 200_000_000,
+            max_decoded_bytes: 800 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why an image cannot be converted: final, never worth a retry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+fn reject(s: impl Into<String>) -> Rejection {
+    Rejection(s.into())
+}
+
+/// The format, from the bytes alone: the name and the declared type are the
+/// client's word, not the file's.
+pub fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, Rejection> {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => Ok(image::ImageFormat::Jpeg),
+        b if b.starts_with(PNG) => Ok(image::ImageFormat::Png),
+        [b'B', b'M', ..] => Ok(image::ImageFormat::Bmp),
+        b if b.starts_with(b"GIF8") => Err(reject(
+            "GIF images are not supported; upload a PNG, JPEG or BMP",
+        )),
+        b if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" => Err(reject(
+            "WebP images are not supported; upload a PNG, JPEG or BMP",
+        )),
+        [] => Err(reject("the upload is empty")),
+        _ => Err(reject("the upload is not a PNG, JPEG or BMP image")),
+    }
+}
+
+/// Converts an original held in memory; see [`convert_reader`].
+pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Rejection> {
+    convert_reader(bytes, limits)
+}
+
+/// Converts an original read from `input` once, front to back: the S3 body
+/// as it downloads, or a file. Memory stays near the staged image's size
+/// (a few MiB to ~20 MiB), not the input's.
+pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Vec<u8>, Rejection> {
+    let format = sniff(&peek(&mut input, 12).map_err(|e| reject(format!("read failed ({e})")))?)?;
+    let name = format_name(format);
+    let staged = catch_unwind(AssertUnwindSafe(|| match format {
+        image::ImageFormat::Jpeg => jpeg::stage(input, limits),
+        image::ImageFormat::Png => png::stage(input, limits),
+        _ => bmp::stage(input, limits),
+    }))
+    .map_err(|panic| corrupt(name, panic_message(&*panic)))??;
+    catch_unwind(AssertUnwindSafe(|| finish(staged)))
+        .map_err(|panic| reject(format!("encoding failed ({})", panic_message(&*panic))))?
+}
+
+/// The first `n` bytes (fewer if the input is shorter), left in the buffer.
+fn peek<R: BufRead>(input: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
+    // A BufRead returns what it has; one fill is enough for any real reader
+    // (buffers are KiBs), and a short answer only means a short file.
+    let buf = input.fill_buf()?;
+    Ok(buf[..buf.len().min(n)].to_vec())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "decoder failure".into())
+}
+
+fn corrupt(name: &str, detail: impl std::fmt::Display) -> Rejection {
+    reject(format!(
+        "the {name} image is corrupt or truncated ({detail})"
+    ))
+}
+
+/// Refuses a header's dimensions before any pixel memory is taken.
+/// `bytes_per_pixel` is what a full decode would need per pixel.
+fn check_size(
+    name: &str,
+    w: u64,
+    h: u64,
+    bytes_per_pixel: u64,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    if w == 0 || h == 0 {
+        return Err(reject(format!("the {name} image has no pixels")));
+    }
+    if w > u64::from(limits.max_side) || h > u64::from(limits.max_side) || w * h > limits.max_pixels
+    {
+        return Err(reject(format!(
+            "the image is {w}x{h} pixels; at most {} pixels a side and {} megapixels are accepted",
+            limits.max_side,
+            limits.max_pixels / 1_000_000
+        )));
+    }
+    let decoded = w * h * bytes_per_pixel;
+    if decoded > limits.max_decoded_bytes {
+        return Err(reject(format!(
+            "the image would take {} MiB decoded; at most {} MiB is accepted",
+            decoded >> 20,
+            limits.max_decoded_bytes >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// The centred square of a `w` x `h` image: left, top, side.
+fn centre_square(w: u32, h: u32) -> (u32, u32, u32) {
+    let side = w.min(h);
+    ((w - side) / 2, (h - side) / 2, side)
+}
+
+/// The smallest side worth staging: below twice the target the final
+/// Lanczos3 pass has too little to work with and block shrinking shows.
+const STAGE_MIN: u32 = 2 * SIDE;
+
+/// An image on its way out: RGB8 rows, already shrunk to about 1-2x
+/// [`STAGE_MIN`] where the source was bigger, and where in it the centred
+/// square lies (fractional: scaled decoding does not land on whole pixels).
+pub(crate) struct Staged {
+    rgb: Vec<u8>,
+    width: u32,
+    height: u32,
+    /// left, top, side of the square to resample, in staged pixels.
+    crop: (f64, f64, f64),
+    orientation: Orientation,
+}
+
+/// Resample the square to SIDE x SIDE, rotate, encode.
+fn finish(staged: Staged) -> Result<Vec<u8>, Rejection> {
+    let internal = |e: &dyn std::fmt::Display| reject(format!("resampling failed ({e})"));
+    let src = fir::images::Image::from_vec_u8(
+        staged.width,
+        staged.height,
+        staged.rgb,
+        fir::PixelType::U8x3,
+    )
+    .map_err(|e| internal(&e))?;
+    let mut dst = fir::images::Image::new(SIDE, SIDE, fir::PixelType::U8x3);
+    let (left, top, side) = staged.crop;
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3))
+        .crop(left, top, side, side);
+    fir::Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| internal(&e))?;
+    let mut square = image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_raw(SIDE, SIDE, dst.into_vec()).expect("SIDE x SIDE RGB"),
+    );
+    square.apply_orientation(staged.orientation);
+    encode(square.as_rgb8().expect("still RGB"))
+}
+
+/// Baseline JPEG, 4:2:0, optimised Huffman tables; nothing but pixels is
+/// written, so no EXIF, GPS or other metadata of the original survives.
+fn encode(rgb: &image::RgbImage) -> Result<Vec<u8>, Rejection> {
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    // libjpeg-turbo's defaults (baseline, standard tables, 4:2:0), not
+    // mozjpeg's progressive/trellis profile: the contract says baseline.
+    c.set_fastest_defaults();
+    c.set_size(rgb.width() as usize, rgb.height() as usize);
+    c.set_quality(f32::from(QUALITY));
+    c.set_optimize_coding(true);
+    c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
+    let mut c = c
+        .start_compress(Vec::with_capacity(128 * 1024))
+        .map_err(|e| reject(format!("encoding failed ({e})")))?;
+    c.write_scanlines(rgb.as_raw())
+        .map_err(|e| reject(format!("encoding failed ({e})")))?;
+    c.finish()
+        .map_err(|e| reject(format!("encoding failed ({e})")))
+}
+
+/// The orientation an EXIF block (TIFF header first) asks for; a broken
+/// block is no reason to refuse the picture.
+fn orientation_of(exif: Option<&[u8]>) -> Orientation {
+    exif.and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms)
+}
+
+/// Reads and drops `n` bytes.
+fn skip<R: Read>(input: &mut R, n: u64) -> std::io::Result<()> {
+    let copied = std::io::copy(&mut input.take(n), &mut std::io::sink())?;
+    if copied < n {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+fn format_name(f: image::ImageFormat) -> &'static str {
+    match f {
+        image::ImageFormat::Png => "PNG",
+        image::ImageFormat::Jpeg => "JPEG",
+        _ => "BMP",
+    }
+}
+
+#[cfg(test)]
+mod tests;

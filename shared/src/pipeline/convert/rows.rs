@@ -1,0 +1,217 @@
+//! Shrinking while decoding: rows of the source arrive one at a time (top
+//! down, or bottom up as most BMPs store them) and are box-averaged into the
+//! staged image at once. Only the centred square is kept; memory is one
+//! accumulator row plus the staged image, whatever the source's size.
+
+use image::metadata::Orientation;
+
+use super::{STAGE_MIN, Staged, centre_square};
+
+/// The pixel layouts decoders hand over, 8 bits a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Layout {
+    Gray,
+    GrayAlpha,
+    Rgb,
+    Rgba,
+}
+
+/// `c` over white at opacity `a`.
+#[inline]
+fn over_white(c: u8, a: u8) -> u8 {
+    let a = u32::from(a);
+    ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8
+}
+
+/// One row of `layout` pixels as RGB8 in `dst`, alpha flattened onto white
+/// (before averaging, so a transparent pixel's hidden colour cannot bleed).
+/// RGB rows need no copy: the caller passes them on as they are.
+pub(super) fn to_rgb(layout: Layout, src: &[u8], dst: &mut Vec<u8>) {
+    dst.clear();
+    match layout {
+        Layout::Rgb => dst.extend_from_slice(src),
+        Layout::Gray => dst.extend(src.iter().flat_map(|&g| [g, g, g])),
+        Layout::GrayAlpha => dst.extend(src.chunks_exact(2).flat_map(|p| {
+            let g = over_white(p[0], p[1]);
+            [g, g, g]
+        })),
+        Layout::Rgba => dst.extend(src.chunks_exact(4).flat_map(|p| {
+            [
+                over_white(p[0], p[3]),
+                over_white(p[1], p[3]),
+                over_white(p[2], p[3]),
+            ]
+        })),
+    }
+}
+
+pub(super) struct Shrinker {
+    /// The centred square in source pixels.
+    x0: usize,
+    y0: u32,
+    side: u32,
+    /// Source pixels per staged pixel, each way.
+    k: u32,
+    out_side: u32,
+    /// Sums of the bucket being filled, RGB per staged column.
+    acc: Vec<u32>,
+    bucket: Option<u32>,
+    rows_in_bucket: u32,
+    out: Vec<u8>,
+    orientation: Orientation,
+}
+
+impl Shrinker {
+    /// For a `w` x `h` source; `k` is the largest whole factor that keeps
+    /// the square at least [`STAGE_MIN`] wide (1 for smaller sources).
+    pub(super) fn new(w: u32, h: u32, orientation: Orientation) -> Self {
+        let (x0, y0, side) = centre_square(w, h);
+        let k = (side / STAGE_MIN).max(1);
+        let out_side = side.div_ceil(k);
+        Shrinker {
+            x0: x0 as usize,
+            y0,
+            side,
+            k,
+            out_side,
+            acc: vec![0; out_side as usize * 3],
+            bucket: None,
+            rows_in_bucket: 0,
+            out: vec![0; out_side as usize * out_side as usize * 3],
+            orientation,
+        }
+    }
+
+    /// Whether source row `y` lies in the square: rows outside need not be
+    /// converted.
+    pub(super) fn wants(&self, y: u32) -> bool {
+        y >= self.y0 && y - self.y0 < self.side
+    }
+
+    /// The source rows of the square.
+    pub(super) fn rows(&self) -> std::ops::Range<u32> {
+        self.y0..self.y0 + self.side
+    }
+
+    /// Source row `y`, full width, RGB8. Rows must come in order, either
+    /// way; rows outside the square are ignored.
+    pub(super) fn push(&mut self, y: u32, rgb: &[u8]) {
+        if !self.wants(y) {
+            return;
+        }
+        let bucket = (y - self.y0) / self.k;
+        if self.bucket != Some(bucket) {
+            self.emit();
+            self.bucket = Some(bucket);
+        }
+        let row = &rgb[self.x0 * 3..(self.x0 + self.side as usize) * 3];
+        if self.k == 1 {
+            let at = bucket as usize * self.out_side as usize * 3;
+            self.out[at..at + row.len()].copy_from_slice(row);
+        } else {
+            let k = self.k as usize;
+            for (sums, block) in self.acc.chunks_exact_mut(3).zip(row.chunks(k * 3)) {
+                let (mut r, mut g, mut b) = (0u32, 0u32, 0u32);
+                for px in block.chunks_exact(3) {
+                    r += u32::from(px[0]);
+                    g += u32::from(px[1]);
+                    b += u32::from(px[2]);
+                }
+                sums[0] += r;
+                sums[1] += g;
+                sums[2] += b;
+            }
+        }
+        self.rows_in_bucket += 1;
+    }
+
+    /// Writes the filled bucket's averages into the staged image.
+    fn emit(&mut self) {
+        let Some(bucket) = self.bucket.take() else {
+            return;
+        };
+        let rows = std::mem::take(&mut self.rows_in_bucket);
+        if self.k == 1 || rows == 0 {
+            return;
+        }
+        let k = self.k;
+        let at = bucket as usize * self.out_side as usize * 3;
+        let out = &mut self.out[at..at + self.out_side as usize * 3];
+        for (j, (dst, sums)) in out
+            .chunks_exact_mut(3)
+            .zip(self.acc.chunks_exact_mut(3))
+            .enumerate()
+        {
+            let cols = k.min(self.side - j as u32 * k);
+            let n = cols * rows;
+            for (d, s) in dst.iter_mut().zip(sums.iter_mut()) {
+                *d = ((*s + n / 2) / n) as u8;
+                *s = 0;
+            }
+        }
+    }
+
+    pub(super) fn finish(mut self) -> Staged {
+        self.emit();
+        let side = f64::from(self.out_side);
+        Staged {
+            rgb: self.out,
+            width: self.out_side,
+            height: self.out_side,
+            crop: (0.0, 0.0, side),
+            orientation: self.orientation,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn averages_blocks_of_the_centred_square() {
+        // 2500 wide, 2401 high: square 2401 at x 49, k 2, 1201 staged
+        // pixels, the last column and row from a single source pixel.
+        let (w, h) = (2500u32, 2401u32);
+        let mut s = Shrinker::new(w, h, Orientation::NoTransforms);
+        assert_eq!((s.k, s.out_side, s.x0), (2, 1201, 49));
+        let mut row = vec![0u8; w as usize * 3];
+        // Bottom up, as BMPs come.
+        for y in (0..h).rev() {
+            for x in 0..w as usize {
+                // Pixel value: 10 on even columns, 20 on odd ones (in the
+                // square's own coordinates), 100 on the square's last row.
+                let in_sq = x as i64 - 49;
+                let v = if y == h - 1 {
+                    100
+                } else if in_sq % 2 == 0 {
+                    10
+                } else {
+                    20
+                };
+                row[x * 3..x * 3 + 3].copy_from_slice(&[v, v, v]);
+            }
+            s.push(y, &row);
+        }
+        let staged = s.finish();
+        let px = |x: usize, y: usize| staged.rgb[(y * 1201 + x) * 3];
+        assert_eq!(px(0, 0), 15); // (10+20+10+20)/4
+        assert_eq!(px(1200, 0), 10); // last column: one source column
+        assert_eq!(px(5, 1200), 100); // last row: one source row
+    }
+
+    #[test]
+    fn alpha_is_flattened_onto_white() {
+        let mut out = Vec::new();
+        to_rgb(
+            Layout::Rgba,
+            &[0, 0, 0, 0, 255, 0, 0, 255, 0, 0, 0, 128],
+            &mut out,
+        );
+        assert_eq!(out, [255, 255, 255, 255, 0, 0, 127, 127, 127]);
+        to_rgb(Layout::GrayAlpha, &[0, 0], &mut out);
+        assert_eq!(out, [255, 255, 255]);
+        to_rgb(Layout::Gray, &[7], &mut out);
+        assert_eq!(out, [7, 7, 7]);
+    }
+}

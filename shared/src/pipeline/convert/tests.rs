@@ -1,0 +1,445 @@
+use std::io::Cursor;
+
+use image::{RgbImage, RgbaImage};
+
+use super::*;
+
+fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> image::Rgba<u8>) -> Vec<u8> {
+    let img = RgbaImage::from_fn(w, h, f);
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn decode(jpeg: &[u8]) -> RgbImage {
+    assert_eq!(sniff(jpeg).unwrap(), image::ImageFormat::Jpeg);
+    image::load_from_memory(jpeg).unwrap().into_rgb8()
+}
+
+#[test]
+fn sniffs_by_magic_bytes() {
+    assert_eq!(
+        sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(),
+        image::ImageFormat::Jpeg
+    );
+    assert_eq!(sniff(b"BM....").unwrap(), image::ImageFormat::Bmp);
+    assert!(sniff(b"GIF89a").unwrap_err().0.contains("GIF"));
+    assert!(
+        sniff(b"RIFF\0\0\0\0WEBPVP8 ")
+            .unwrap_err()
+            .0
+            .contains("WebP")
+    );
+    assert!(sniff(b"hello").is_err());
+    assert!(sniff(b"").is_err());
+}
+
+#[test]
+fn output_is_600_square_and_transparency_turns_white() {
+    let out = convert(
+        &png(100, 80, |_, _| image::Rgba([0, 0, 0, 0])),
+        &Limits::default(),
+    )
+    .unwrap();
+    let img = decode(&out);
+    assert_eq!(img.dimensions(), (600, 600));
+    let p = img.get_pixel(300, 300).0;
+    assert!(p.iter().all(|c| *c > 245), "{p:?}");
+}
+
+#[test]
+fn wide_images_are_cropped_not_stretched() {
+    // 300x100: red | green | blue thirds. The centre square is all green.
+    let src = png(300, 100, |x, _| match x {
+        0..100 => image::Rgba([255, 0, 0, 255]),
+        100..200 => image::Rgba([0, 255, 0, 255]),
+        _ => image::Rgba([0, 0, 255, 255]),
+    });
+    let img = decode(&convert(&src, &Limits::default()).unwrap());
+    for (x, y) in [(20, 20), (300, 300), (580, 580), (20, 580)] {
+        let [r, g, b] = img.get_pixel(x, y).0;
+        assert!(g > 200 && r < 60 && b < 60, "({x},{y}) = {:?}", [r, g, b]);
+    }
+}
+
+#[test]
+fn limits_refuse_before_decoding() {
+    let small = Limits {
+        max_side: 50,
+        ..Limits::default()
+    };
+    let e = convert(&png(60, 10, |_, _| image::Rgba([1, 2, 3, 255])), &small).unwrap_err();
+    assert!(e.0.contains("60x10"), "{e}");
+    let few_bytes = Limits {
+        max_decoded_bytes: 100,
+        ..Limits::default()
+    };
+    assert!(convert(&png(10, 10, |_, _| image::Rgba([1, 2, 3, 255])), &few_bytes).is_err());
+}
+
+#[test]
+fn truncated_images_are_refused_with_a_reason() {
+    let whole = png(64, 64, |x, y| image::Rgba([x as u8, y as u8, 0, 255]));
+    let e = convert(&whole[..whole.len() / 2], &Limits::default()).unwrap_err();
+    assert!(e.0.contains("corrupt or truncated"), "{e}");
+}
+
+// ---- The fast paths, one by one ------------------------------------------
+
+use image::{GrayImage, ImageBuffer, Luma, Rgb};
+
+fn encode_with(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+    out
+}
+
+/// A JPEG through libjpeg itself, in any colour space it takes.
+fn mozjpeg_encode(space: mozjpeg::ColorSpace, w: usize, h: usize, pixels: &[u8]) -> Vec<u8> {
+    let mut c = mozjpeg::Compress::new(space);
+    c.set_fastest_defaults();
+    c.set_size(w, h);
+    c.set_quality(95.0);
+    let mut c = c.start_compress(Vec::new()).unwrap();
+    c.write_scanlines(pixels).unwrap();
+    c.finish().unwrap()
+}
+
+/// Smooth colour fields with fine detail: what photographs look like to a
+/// resampler, and deterministic.
+fn photo_like(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let detail = (((x * 7 + y * 13) % 17) as f32) * 2.0;
+        Rgb([
+            (fx * 200.0 + detail) as u8,
+            (fy * 200.0 + detail) as u8,
+            ((1.0 - fx) * 150.0 + fy * 50.0 + detail) as u8,
+        ])
+    })
+}
+
+/// The quality yardstick of the issue: the full-resolution image, centre
+/// square, Lanczos3 straight to 600x600.
+fn reference(full: &RgbImage) -> RgbImage {
+    let (x, y, side) = centre_square(full.width(), full.height());
+    let src = fir::images::Image::from_vec_u8(
+        full.width(),
+        full.height(),
+        full.as_raw().clone(),
+        fir::PixelType::U8x3,
+    )
+    .unwrap();
+    let mut dst = fir::images::Image::new(SIDE, SIDE, fir::PixelType::U8x3);
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3))
+        .crop(x.into(), y.into(), side.into(), side.into());
+    fir::Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .unwrap();
+    RgbImage::from_raw(SIDE, SIDE, dst.into_vec()).unwrap()
+}
+
+fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    let se: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    let mse = se / a.as_raw().len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+fn assert_close(img: &RgbImage, (x, y): (u32, u32), want: [u8; 3]) {
+    let got = img.get_pixel(x, y).0;
+    let near = got.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 12);
+    assert!(near, "({x},{y}) = {got:?}, want about {want:?}");
+}
+
+#[test]
+fn jpeg_scale_keeps_at_least_twice_the_target() {
+    assert_eq!(jpeg::scale_for(12_000), 1); // 16000x12000: 1/8 -> 1500
+    assert_eq!(jpeg::scale_for(9_000), 2); // 12000x9000: 1/4 -> 2250
+    assert_eq!(jpeg::scale_for(3_000), 4); // 4000x3000: 1/2 -> 1500
+    assert_eq!(jpeg::scale_for(1_500), 7);
+    assert_eq!(jpeg::scale_for(800), 8);
+}
+
+#[test]
+fn scaled_jpeg_decoding_matches_a_full_resolution_reference() {
+    let full = photo_like(4800, 3200);
+    let jpeg = mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 4800, 3200, full.as_raw());
+    let ours = decode(&convert(&jpeg, &Limits::default()).unwrap());
+    let want = reference(&image::load_from_memory(&jpeg).unwrap().into_rgb8());
+    let db = psnr(&ours, &want);
+    assert!(db >= 30.0, "PSNR {db:.1} dB");
+}
+
+#[test]
+fn streamed_png_matches_a_full_resolution_reference() {
+    let full = photo_like(3900, 2500);
+    let png = encode_with(&full.clone().into(), image::ImageFormat::Png);
+    let ours = decode(&convert(&png, &Limits::default()).unwrap());
+    let db = psnr(&ours, &reference(&full));
+    assert!(db >= 30.0, "PSNR {db:.1} dB");
+}
+
+/// A BMP written by hand, so every layout can be had: `bits` 8 (grey
+/// palette), 24 or 32, bottom up or top down.
+fn bmp(img: &RgbImage, bits: u16, top_down: bool) -> Vec<u8> {
+    let (w, h) = img.dimensions();
+    let stride = (w as usize * bits as usize).div_ceil(32) * 4;
+    let palette = if bits == 8 { 256 * 4 } else { 0 };
+    let offset = 14 + 40 + palette;
+    let mut out = b"BM".to_vec();
+    out.extend(((offset + stride * h as usize) as u32).to_le_bytes());
+    out.extend([0; 4]);
+    out.extend((offset as u32).to_le_bytes());
+    out.extend(40u32.to_le_bytes());
+    out.extend((w as i32).to_le_bytes());
+    out.extend((if top_down { -(h as i32) } else { h as i32 }).to_le_bytes());
+    out.extend(1u16.to_le_bytes());
+    out.extend(bits.to_le_bytes());
+    out.extend([0; 24]); // BI_RGB, sizes, resolution, colours
+    if bits == 8 {
+        out.extend((0..=255u8).flat_map(|g| [g, g, g, 0]));
+    }
+    for i in 0..h {
+        let y = if top_down { i } else { h - 1 - i };
+        let mut row: Vec<u8> = (0..w)
+            .flat_map(|x| {
+                let [r, g, b] = img.get_pixel(x, y).0;
+                match bits {
+                    8 => vec![r],
+                    24 => vec![b, g, r],
+                    _ => vec![b, g, r, 0],
+                }
+            })
+            .collect();
+        row.resize(stride, 0);
+        out.extend(row);
+    }
+    out
+}
+
+#[test]
+fn bmp_layouts_stream_to_the_right_pixels() {
+    // Red | grey | blue thirds, 2700x2500: streamed with k = 2.
+    let img = RgbImage::from_fn(2700, 2500, |x, _| match x {
+        0..900 => Rgb([200, 0, 0]),
+        900..1800 => Rgb([128, 128, 128]),
+        _ => Rgb([0, 0, 200]),
+    });
+    for (bits, top_down) in [(24, false), (24, true), (32, false)] {
+        let out = decode(&convert(&bmp(&img, bits, top_down), &Limits::default()).unwrap());
+        // The square is x 100..2600: 800 red, 900 grey, 800 blue.
+        assert_close(&out, (20, 300), [200, 0, 0]);
+        assert_close(&out, (300, 300), [128, 128, 128]);
+        assert_close(&out, (580, 300), [0, 0, 200]);
+    }
+    let grey = RgbImage::from_fn(300, 200, |x, _| {
+        let g = if x < 150 { 40 } else { 220 };
+        Rgb([g, g, g])
+    });
+    let out = decode(&convert(&bmp(&grey, 8, false), &Limits::default()).unwrap());
+    assert_close(&out, (10, 300), [40, 40, 40]);
+    assert_close(&out, (590, 300), [220, 220, 220]);
+    // The image crate's own BMP (24-bit, bottom up) too.
+    let out = decode(
+        &convert(
+            &encode_with(&img.into(), image::ImageFormat::Bmp),
+            &Limits::default(),
+        )
+        .unwrap(),
+    );
+    assert_close(&out, (20, 300), [200, 0, 0]);
+}
+
+#[test]
+fn uncommon_bmp_encodings_take_the_whole_image_path() {
+    // 16-bit BI_RGB (5-5-5): not streamed, still converted.
+    let (w, h) = (64u32, 32u32);
+    let mut file = b"BM".to_vec();
+    let stride = (w as usize * 2).div_ceil(4) * 4;
+    let offset = 14 + 40;
+    file.extend(((offset + stride * h as usize) as u32).to_le_bytes());
+    file.extend([0; 4]);
+    file.extend((offset as u32).to_le_bytes());
+    file.extend(40u32.to_le_bytes());
+    file.extend((w as i32).to_le_bytes());
+    file.extend((h as i32).to_le_bytes());
+    file.extend(1u16.to_le_bytes());
+    file.extend(16u16.to_le_bytes());
+    file.extend([0; 24]);
+    for _ in 0..h {
+        for _ in 0..w {
+            file.extend((0b0_11111_00000_00000u16).to_le_bytes()); // red
+        }
+    }
+    let out = decode(&convert(&file, &Limits::default()).unwrap());
+    assert_close(&out, (300, 300), [255, 0, 0]);
+    // A limit applies there too.
+    let small = Limits {
+        max_side: 50,
+        ..Limits::default()
+    };
+    assert!(convert(&file, &small).unwrap_err().0.contains("64x32"));
+}
+
+#[test]
+fn tiny_images_are_scaled_up_in_every_format() {
+    let one = RgbImage::from_pixel(1, 1, Rgb([10, 200, 30]));
+    let files = [
+        encode_with(&one.clone().into(), image::ImageFormat::Png),
+        mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 1, 1, one.as_raw()),
+        bmp(&one, 24, false),
+        bmp(&one, 32, true),
+    ];
+    for file in files {
+        let out = decode(&convert(&file, &Limits::default()).unwrap());
+        assert_eq!(out.dimensions(), (600, 600));
+        assert_close(&out, (300, 300), [10, 200, 30]);
+    }
+}
+
+#[test]
+fn grayscale_images_convert() {
+    let g = GrayImage::from_fn(700, 500, |x, _| Luma([if x < 350 { 30 } else { 230 }]));
+    let files = [
+        encode_with(&g.clone().into(), image::ImageFormat::Png),
+        mozjpeg_encode(mozjpeg::ColorSpace::JCS_GRAYSCALE, 700, 500, g.as_raw()),
+        // Grey with alpha: transparent on the right, so white there.
+        encode_with(
+            &ImageBuffer::<image::LumaA<u8>, _>::from_fn(700, 500, |x, _| {
+                image::LumaA([30, if x < 350 { 255 } else { 0 }])
+            })
+            .into(),
+            image::ImageFormat::Png,
+        ),
+    ];
+    for file in files {
+        let out = decode(&convert(&file, &Limits::default()).unwrap());
+        assert_close(&out, (20, 300), [30, 30, 30]);
+        let right = out.get_pixel(580, 300).0;
+        assert!(right.iter().all(|c| *c >= 220), "{right:?}");
+    }
+}
+
+#[test]
+fn cmyk_jpegs_convert_to_rgb() {
+    // Adobe convention (libjpeg writes the Adobe marker for CMYK): stored
+    // values are inverted, 255 = no ink. Left: magenta + yellow ink (red),
+    // right: no ink (white).
+    let (w, h) = (400usize, 300usize);
+    let pixels: Vec<u8> = (0..w * h)
+        .flat_map(|i| {
+            if i % w < w / 2 {
+                [255, 0, 0, 255]
+            } else {
+                [255, 255, 255, 255]
+            }
+        })
+        .collect();
+    let jpeg = mozjpeg_encode(mozjpeg::ColorSpace::JCS_CMYK, w, h, &pixels);
+    let out = decode(&convert(&jpeg, &Limits::default()).unwrap());
+    assert_close(&out, (20, 300), [255, 0, 0]);
+    assert_close(&out, (580, 300), [255, 255, 255]);
+}
+
+#[test]
+fn sixteen_bit_pngs_convert() {
+    let img = ImageBuffer::<Rgb<u16>, _>::from_fn(640, 480, |x, _| {
+        if x < 320 {
+            Rgb([65535, 0, 0])
+        } else {
+            Rgb([0, 0, 32768])
+        }
+    });
+    let out = decode(
+        &convert(
+            &encode_with(&img.into(), image::ImageFormat::Png),
+            &Limits::default(),
+        )
+        .unwrap(),
+    );
+    assert_close(&out, (20, 300), [255, 0, 0]);
+    assert_close(&out, (580, 300), [0, 0, 128]);
+}
+
+#[test]
+fn palette_pngs_with_transparency_turn_white_where_transparent() {
+    let (w, h) = (300u32, 200u32);
+    let mut file = Vec::new();
+    {
+        let mut enc = ::png::Encoder::new(&mut file, w, h);
+        enc.set_color(::png::ColorType::Indexed);
+        enc.set_depth(::png::BitDepth::Eight);
+        enc.set_palette(vec![0, 0, 0, 0, 0, 255]); // 0: black, 1: blue
+        enc.set_trns(vec![0]); // 0 fully transparent, 1 opaque
+        let mut writer = enc.write_header().unwrap();
+        let data: Vec<u8> = (0..w * h).map(|i| u8::from(i % w >= w / 2)).collect();
+        writer.write_image_data(&data).unwrap();
+    }
+    let out = decode(&convert(&file, &Limits::default()).unwrap());
+    assert_close(&out, (20, 300), [255, 255, 255]);
+    assert_close(&out, (580, 300), [0, 0, 255]);
+}
+
+#[test]
+fn exif_orientation_is_applied_after_the_resize() {
+    // Top half red, bottom half blue; orientation 6 turns it 90 degrees
+    // clockwise: red on the right.
+    let img = RgbImage::from_fn(2000, 1500, |_, y| {
+        if y < 750 {
+            Rgb([220, 0, 0])
+        } else {
+            Rgb([0, 0, 220])
+        }
+    });
+    let plain = mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 2000, 1500, img.as_raw());
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".to_vec();
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.append(&mut tiff);
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    jpeg.extend(((app1.len() + 2) as u16).to_be_bytes());
+    jpeg.extend(app1);
+    jpeg.extend(&plain[2..]);
+    let out = decode(&convert(&jpeg, &Limits::default()).unwrap());
+    assert_close(&out, (20, 300), [0, 0, 220]);
+    assert_close(&out, (580, 300), [220, 0, 0]);
+}
+
+#[test]
+fn broken_jpegs_and_bmps_are_refused_with_a_reason() {
+    let img = photo_like(800, 600);
+    let jpeg = mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 800, 600, img.as_raw());
+    let e = convert(&jpeg[..jpeg.len() / 2], &Limits::default()).unwrap_err();
+    assert!(e.0.contains("JPEG image is corrupt or truncated"), "{e}");
+    assert!(e.0.contains("libjpeg"), "{e}");
+    // Only a start-of-image marker and garbage.
+    let e = convert(b"\xFF\xD8\xFF\x00garbage", &Limits::default()).unwrap_err();
+    assert!(e.0.contains("JPEG image is corrupt"), "{e}");
+    let small = Limits {
+        max_side: 500,
+        ..Limits::default()
+    };
+    assert!(convert(&jpeg, &small).unwrap_err().0.contains("800x600"));
+
+    let file = bmp(&img, 24, false);
+    let e = convert(&file[..file.len() / 2], &Limits::default()).unwrap_err();
+    assert!(e.0.contains("BMP image is corrupt or truncated"), "{e}");
+    let e = convert(&file[..20], &Limits::default()).unwrap_err();
+    assert!(e.0.contains("BMP image is corrupt"), "{e}");
+    // A header claiming 50000 x 50000 is refused before anything is read.
+    let mut huge = file[..54].to_vec();
+    huge[18..22].copy_from_slice(&50_000i32.to_le_bytes());
+    huge[22..26].copy_from_slice(&50_000i32.to_le_bytes());
+    assert!(
+        convert(&huge, &Limits::default())
+            .unwrap_err()
+            .0
+            .contains("50000x50000")
+    );
+}
