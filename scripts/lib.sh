@@ -50,6 +50,16 @@ wait_for() {
 
 ensure_rust() {
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup) first"
+  # libjpeg-turbo's x86 SIMD (mozjpeg-sys) is assembled with nasm; without
+  # it the build still works, with plain C and slower JPEG decoding.
+  if [[ $(uname -m) == x86_64 ]] && ! command -v nasm >/dev/null; then
+    apt_install nasm
+  fi
+}
+
+# The conversion benchmark's reference and its RSS meter.
+ensure_vips() {
+  command -v vipsthumbnail >/dev/null && [[ -x /usr/bin/time ]] || apt_install libvips-tools time
 }
 
 ensure_mariadb() {
