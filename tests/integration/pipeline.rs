@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use image::{ImageFormat, Rgb, RgbImage};
 use imagegram::pipeline::finalizer::GAVE_UP;
 use imagegram_tests::images::{
-    bands, encode_rgb, jpeg_claiming, jpeg_with_orientation, png_bomb, transparent_png,
+    bands, encode_rgb, jpeg_claiming, jpeg_with_orientation, png_bomb, transparent_png, with_noise,
 };
 use imagegram_tests::{TestApp, spawn_app, spawn_app_with};
 
@@ -49,6 +49,51 @@ async fn bmp_converts() {
     )
     .await;
     assert!(close(img.get_pixel(10, 590), BLUE));
+}
+
+#[tokio::test]
+async fn large_originals_stream_through_the_fast_paths() {
+    // Multi-part uploads whose bodies reach the decoders in many reads from
+    // S3: a 6000x4000 JPEG (decoded at 3/8 scale in the DCT domain), a
+    // 2700x2600 BMP (rows streamed bottom up) and a 3000x2400 PNG (rows
+    // streamed top down). Red | green | blue thirds under noise: the centred
+    // square shows a quarter red, half green, a quarter blue.
+    let app = spawn_app().await;
+    let files = [
+        (
+            "image/jpeg",
+            encode_rgb(
+                &with_noise(bands(6000, 4000, &[RED, GREEN, BLUE]), 40),
+                ImageFormat::Jpeg,
+            ),
+        ),
+        (
+            "image/bmp",
+            encode_rgb(
+                &with_noise(bands(2700, 2600, &[RED, GREEN, BLUE]), 40),
+                ImageFormat::Bmp,
+            ),
+        ),
+        (
+            "image/png",
+            encode_rgb(
+                &with_noise(bands(3000, 2400, &[RED, GREEN, BLUE]), 40),
+                ImageFormat::Png,
+            ),
+        ),
+    ];
+    for (content_type, bytes) in files {
+        assert!(
+            bytes.len() > 10 << 20,
+            "{content_type}: {} bytes",
+            bytes.len()
+        );
+        let img = publish(&app, content_type, &bytes).await;
+        for ((x, y), want) in [((20, 300), RED), ((300, 300), GREEN), ((580, 300), BLUE)] {
+            let p = img.get_pixel(x, y);
+            assert!(close(p, want), "{content_type} ({x},{y}) = {p:?}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -119,6 +164,8 @@ async fn exif_orientation_6_rotates_clockwise() {
 async fn hostile_and_broken_files_fail_fast_with_a_reason() {
     let app = spawn_app().await;
     let png = encode_rgb(&bands(64, 64, &[RED]), ImageFormat::Png);
+    let big_jpeg = encode_rgb(&with_noise(bands(800, 600, &[RED]), 30), ImageFormat::Jpeg);
+    let bmp = encode_rgb(&bands(300, 200, &[RED]), ImageFormat::Bmp);
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
         (
             "text",
@@ -131,6 +178,24 @@ async fn hostile_and_broken_files_fail_fast_with_a_reason() {
             "image/png",
             png[..png.len() / 2].to_vec(),
             "corrupt or truncated",
+        ),
+        (
+            "truncated JPEG",
+            "image/jpeg",
+            big_jpeg[..big_jpeg.len() / 2].to_vec(),
+            "JPEG image is corrupt or truncated",
+        ),
+        (
+            "truncated BMP",
+            "image/bmp",
+            bmp[..bmp.len() / 2].to_vec(),
+            "BMP image is corrupt or truncated",
+        ),
+        (
+            "JPEG with garbage after its start marker",
+            "image/jpeg",
+            b"\xFF\xD8\xFF\x00garbage and more garbage".to_vec(),
+            "JPEG image is corrupt",
         ),
         (
             "GIF in disguise",
@@ -178,7 +243,11 @@ async fn hostile_and_broken_files_fail_fast_with_a_reason() {
     // Refused in one pass: each reason above is the converter's own, not the
     // dead-letter one, and nothing waits in the queues. (The time is printed,
     // not asserted: a slow machine is no failure.)
-    println!("6 hostile uploads failed in {:?}", started.elapsed());
+    println!(
+        "{} hostile uploads failed in {:?}",
+        cases.len(),
+        started.elapsed()
+    );
     eventually("the conversion queue to drain", async || {
         queue_depth(&app, &app.queues.conversion.url).await == 0
     })

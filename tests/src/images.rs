@@ -40,6 +40,21 @@ pub fn noise_png(w: u32, h: u32) -> Vec<u8> {
     encode_rgb(&img, ImageFormat::Png)
 }
 
+/// `img` with per-pixel noise of +-`amplitude`: big files from simple
+/// pictures whose colours still average out.
+pub fn with_noise(mut img: RgbImage, amplitude: u8) -> RgbImage {
+    let mut state: u32 = 0x2545_F491;
+    let span = 2 * u32::from(amplitude) + 1;
+    for c in img.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let n = (state % span) as i32 - i32::from(amplitude);
+        *c = (i32::from(*c) + n).clamp(0, 255) as u8;
+    }
+    img
+}
+
 pub fn transparent_png(w: u32, h: u32) -> Vec<u8> {
     // Fully transparent black: a naive conversion shows black.
     encode_rgba_png(&RgbaImage::from_pixel(w, h, Rgba([0, 0, 0, 0])))

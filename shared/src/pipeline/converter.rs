@@ -176,3 +176,56 @@ impl<R: Read> Read for Download<R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out `good` bytes, then fails like a dropped connection.
+    struct Flaky {
+        good: Vec<u8>,
+    }
+
+    impl Read for Flaky {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.good.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset",
+                ));
+            }
+            let n = buf.len().min(self.good.len());
+            buf[..n].copy_from_slice(&self.good[..n]);
+            self.good.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_broken_download_is_told_apart_from_a_broken_image() {
+        // A decoder sees a lost connection as a truncated file; the flag is
+        // what makes the converter retry instead of failing the post.
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        let download = Download::new(Flaky { good: png });
+        let broken = download.broken.clone();
+        let refused = convert::convert_reader(
+            std::io::BufReader::new(download),
+            &convert::Limits::default(),
+        );
+        assert!(refused.is_err());
+        let e = broken
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the failure was recorded");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+
+        let whole = Download::new(&b"\xFF\xD8\xFF"[..]);
+        let flag = whole.broken.clone();
+        let _ = convert::convert_reader(std::io::BufReader::new(whole), &Limits::default());
+        assert!(
+            flag.lock().unwrap().is_none(),
+            "a short file is not a broken download"
+        );
+    }
+}
