@@ -181,7 +181,7 @@ pub(super) async fn views<S: Store, O: ObjectStore>(
             _ => None,
         };
         let mut last_comments = by_post.remove(&p.id).unwrap_or_default();
-        last_comments.sort_by(|a, b| b.id.cmp(&a.id));
+        last_comments.sort_by_key(|c| std::cmp::Reverse(c.id));
         posts.push(Post {
             created_at: rfc3339(p.id.created_at()),
             id: p.id,

@@ -163,8 +163,7 @@ extern "C-unwind" fn fatal(cinfo: &mut jpeg_common_struct) {
 extern "C-unwind" fn warning(cinfo: &mut jpeg_common_struct, level: std::os::raw::c_int) {
     // SAFETY: as in fatal().
     let code = unsafe { (*cinfo.err).msg_code };
-    let garbage =
-        code == mozjpeg_sys::JWRN_JPEG_EOF as i32 || code == mozjpeg_sys::JWRN_HUFF_BAD_CODE as i32;
+    let garbage = code == mozjpeg_sys::JWRN_JPEG_EOF || code == mozjpeg_sys::JWRN_HUFF_BAD_CODE;
     if level < 0 && garbage {
         fatal(cinfo);
     }
