@@ -100,8 +100,15 @@ pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Rejection> {
 /// as it downloads, or a file. Memory stays near the staged image's size
 /// (a few MiB to ~20 MiB), not the input's.
 pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Vec<u8>, Rejection> {
-    let format = sniff(&peek(&mut input, 12).map_err(|e| reject(format!("read failed ({e})")))?)?;
+    let mut head = Vec::with_capacity(MAGIC_BYTES);
+    (&mut input)
+        .take(MAGIC_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| reject(format!("read failed ({e})")))?;
+    let format = sniff(&head)?;
     let name = format_name(format);
+    // The sniffed bytes go back in front of the rest.
+    let input = std::io::Cursor::new(head).chain(input);
     let staged = catch_unwind(AssertUnwindSafe(|| match format {
         image::ImageFormat::Jpeg => jpeg::stage(input, limits),
         image::ImageFormat::Png => png::stage(input, limits),
@@ -112,13 +119,8 @@ pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Vec<u
         .map_err(|panic| reject(format!("encoding failed ({})", panic_message(&*panic))))?
 }
 
-/// The first `n` bytes (fewer if the input is shorter), left in the buffer.
-fn peek<R: BufRead>(input: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
-    // A BufRead returns what it has; one fill is enough for any real reader
-    // (buffers are KiBs), and a short answer only means a short file.
-    let buf = input.fill_buf()?;
-    Ok(buf[..buf.len().min(n)].to_vec())
-}
+/// What [`sniff`] needs to tell the formats apart.
+const MAGIC_BYTES: usize = 12;
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
