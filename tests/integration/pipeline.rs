@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use image::{ImageFormat, Rgb, RgbImage};
 use imagegram::pipeline::finalizer::GAVE_UP;
 use imagegram_tests::images::{
-    bands, encode_rgb, jpeg_claiming, jpeg_with_orientation, png_bomb, transparent_png, with_noise,
+    bands, encode_rgb, interlaced_png, jpeg_claiming, jpeg_with_orientation, png_bomb,
+    transparent_png, with_noise,
 };
 use imagegram_tests::{TestApp, spawn_app, spawn_app_with};
 
@@ -93,6 +94,20 @@ async fn large_originals_stream_through_the_fast_paths() {
             let p = img.get_pixel(x, y);
             assert!(close(p, want), "{content_type} ({x},{y}) = {p:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn interlaced_pngs_take_the_whole_image_path() {
+    // Adam7 delivers rows out of order, so such a file is decoded whole
+    // before shrinking; the picture must come out the same.
+    let app = spawn_app().await;
+    let png = interlaced_png(&bands(1500, 1300, &[RED, GREEN, BLUE]));
+    assert_eq!(png[28], 1, "the interlace flag is set");
+    let img = publish(&app, "image/png", &png).await;
+    for ((x, y), want) in [((20, 300), RED), ((300, 300), GREEN), ((580, 300), BLUE)] {
+        let p = img.get_pixel(x, y);
+        assert!(close(p, want), "({x},{y}) = {p:?}");
     }
 }
 

@@ -86,6 +86,43 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&crc.finalize().to_be_bytes());
 }
 
+/// `img` as an Adam7-interlaced PNG (RGB, 8-bit, no filtering), written by
+/// hand: the `png` crate's encoder does not interlace.
+pub fn interlaced_png(img: &RgbImage) -> Vec<u8> {
+    let (w, h) = img.dimensions();
+    let mut raw = Vec::new();
+    for (x0, y0, dx, dy) in [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ] {
+        if x0 >= w {
+            continue;
+        }
+        for y in (y0..h).step_by(dy) {
+            raw.push(0); // filter: none
+            for x in (x0..w).step_by(dx) {
+                raw.extend_from_slice(&img.get_pixel(x, y).0);
+            }
+        }
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 1]);
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&raw).unwrap();
+    png_chunk(&mut out, b"IDAT", &z.finish().unwrap());
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
 /// A zlib bomb: a PNG header declaring `side` x `side` RGBA with a few KiB
 /// of compressed zeros that would inflate to gigabytes.
 pub fn png_bomb(side: u32) -> Vec<u8> {
