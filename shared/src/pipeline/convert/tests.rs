@@ -443,3 +443,58 @@ fn broken_jpegs_and_bmps_are_refused_with_a_reason() {
             .contains("50000x50000")
     );
 }
+
+#[test]
+fn mutated_files_end_in_a_result_never_a_crash() {
+    // Hostile input at scale: valid files of each path with a few random
+    // bytes overwritten (headers, tables, entropy-coded data alike). Each
+    // must come back as a 600x600 JPEG or a reason; a libjpeg error that
+    // escaped its catch_unwind, or any other panic, fails the test.
+    let img = photo_like(320, 240);
+    let originals = [
+        mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 320, 240, img.as_raw()),
+        encode_with(&img.clone().into(), image::ImageFormat::Png),
+        bmp(&img, 24, false),
+        bmp(&img, 8, true),
+    ];
+    // Small limits keep a mutated header from asking for much.
+    let limits = Limits {
+        max_side: 4096,
+        max_pixels: 4_000_000,
+        max_decoded_bytes: 64 << 20,
+    };
+    let mut state = 0x1234_5678u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let (mut converted, mut refused) = (0, 0);
+    for original in &originals {
+        for _ in 0..50 {
+            let mut file = original.clone();
+            for _ in 0..1 + next() % 8 {
+                // Past the magic bytes, so every case reaches a decoder.
+                let at = 4 + next() as usize % (file.len() - 4);
+                file[at] = next() as u8;
+            }
+            match convert(&file, &limits) {
+                Ok(jpeg) => {
+                    assert_eq!(decode(&jpeg).dimensions(), (SIDE, SIDE));
+                    converted += 1;
+                }
+                Err(reason) => {
+                    assert!(!reason.0.is_empty());
+                    refused += 1;
+                }
+            }
+        }
+    }
+    // Both outcomes occur: the mutations reach headers and pixels alike.
+    println!("{converted} converted, {refused} refused");
+    assert!(
+        converted > 0 && refused > 0,
+        "{converted} converted, {refused} refused"
+    );
+}
