@@ -498,3 +498,28 @@ fn mutated_files_end_in_a_result_never_a_crash() {
         "{converted} converted, {refused} refused"
     );
 }
+
+#[test]
+fn output_is_a_baseline_4_2_0_jpeg_with_only_a_jfif_header() {
+    let out = convert(&bmp(&photo_like(900, 700), 24, false), &Limits::default()).unwrap();
+    // Baseline (SOF0), never progressive (SOF2).
+    let sof = out
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    assert!(!out.windows(2).any(|w| w == [0xFF, 0xC2]));
+    let frame = &out[sof + 2..];
+    assert_eq!(u16::from_be_bytes([frame[3], frame[4]]), 600); // height
+    assert_eq!(u16::from_be_bytes([frame[5], frame[6]]), 600); // width
+    assert_eq!(frame[7], 3, "three components");
+    // Sampling factors: luma 2x2, chroma 1x1, i.e. 4:2:0.
+    assert_eq!([frame[9], frame[12], frame[15]], [0x22, 0x11, 0x11]);
+    // The only application marker is JFIF's APP0: no EXIF, ICC or XMP.
+    let apps: Vec<u8> = out
+        .windows(2)
+        .take(sof)
+        .filter(|w| w[0] == 0xFF && (0xE0..=0xEF).contains(&w[1]))
+        .map(|w| w[1])
+        .collect();
+    assert_eq!(apps, [0xE0]);
+}
