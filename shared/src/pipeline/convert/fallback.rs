@@ -8,7 +8,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use super::rows::{Layout, Shrinker, to_rgb};
-use super::{Limits, Rejection, Staged, check_size, corrupt, format_name};
+use super::{Limits, Rejection, Staged, check_decoded, corrupt, format_name};
 
 pub(super) fn stage(
     bytes: &[u8],
@@ -21,14 +21,10 @@ pub(super) fn stage(
         .into_decoder()
         .map_err(bad)?;
     let (w, h) = decoder.dimensions();
-    check_size(name, w.into(), h.into(), 4, limits)?;
-    if decoder.total_bytes() > limits.max_decoded_bytes {
-        return Err(super::reject(format!(
-            "the image would take {} MiB decoded; at most {} MiB is accepted",
-            decoder.total_bytes() >> 20,
-            limits.max_decoded_bytes >> 20
-        )));
-    }
+    // The decoder's buffer or the 8-bit copy rows are read from, whichever
+    // is larger.
+    let decoded = decoder.total_bytes().max(u64::from(w) * u64::from(h) * 4);
+    check_decoded(name, w.into(), h.into(), decoded, limits)?;
     // The decoder's own allocation checks, as a second line behind ours.
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_side);

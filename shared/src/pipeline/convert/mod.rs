@@ -137,12 +137,29 @@ fn corrupt(name: &str, detail: impl std::fmt::Display) -> Rejection {
 }
 
 /// Refuses a header's dimensions before any pixel memory is taken.
-/// `bytes_per_pixel` is what a full decode would need per pixel.
+/// `bytes_per_pixel` is what a full decode would need per pixel;
+/// `decoded` overrides it where a decoder knows better.
 fn check_size(
     name: &str,
     w: u64,
     h: u64,
     bytes_per_pixel: u64,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    check_decoded(
+        name,
+        w,
+        h,
+        w.saturating_mul(h).saturating_mul(bytes_per_pixel),
+        limits,
+    )
+}
+
+fn check_decoded(
+    name: &str,
+    w: u64,
+    h: u64,
+    decoded: u64,
     limits: &Limits,
 ) -> Result<(), Rejection> {
     if w == 0 || h == 0 {
@@ -156,7 +173,6 @@ fn check_size(
             limits.max_pixels / 1_000_000
         )));
     }
-    let decoded = w * h * bytes_per_pixel;
     if decoded > limits.max_decoded_bytes {
         return Err(reject(format!(
             "the image would take {} MiB decoded; at most {} MiB is accepted",
