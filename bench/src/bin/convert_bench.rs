@@ -128,12 +128,12 @@ fn main() {
         let file_mb = std::fs::metadata(&path).unwrap().len() as f64 / 1e6;
         let ours_out = dir.join(format!("{}.ours.jpg", input.file));
         let vips_out = dir.join(format!("{}.vips.jpg", input.file));
-        let ours_cmd = |_: ()| {
+        let ours_cmd = || {
             let mut c = Command::new(&ours_bin);
             c.arg(&path).arg(&ours_out);
             c
         };
-        let vips_cmd = |_: ()| {
+        let vips_cmd = || {
             let mut c = Command::new("vipsthumbnail");
             c.arg(&path)
                 .args(["-s", "600x600", "-m", "centre", "-o"])
@@ -141,12 +141,12 @@ fn main() {
             c
         };
         // One untimed run each: the input in the page cache for both.
-        measure(ours_cmd(()));
-        measure(vips_cmd(()));
+        measure(ours_cmd());
+        measure(vips_cmd());
         let (mut ours, mut vips) = (Vec::new(), Vec::new());
         for _ in 0..runs {
-            ours.push(measure(ours_cmd(())));
-            vips.push(measure(vips_cmd(())));
+            ours.push(measure(ours_cmd()));
+            vips.push(measure(vips_cmd()));
         }
         let median = |v: &mut Vec<(f64, u64)>| {
             v.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -25,7 +25,8 @@ pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rej
         .map_err(bad)?;
     let (w, h) = (d.width() as u32, d.height() as u32);
     let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
-    check_size("JPEG", w.into(), h.into(), if cmyk { 4 } else { 3 }, limits)?;
+    let channels = if cmyk { 4 } else { 3 };
+    check_size("JPEG", w.into(), h.into(), channels as u64, limits)?;
     let mut exif = None;
     let mut adobe = false;
     for m in d.markers() {
@@ -65,7 +66,6 @@ pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rej
         top.floor() as usize,
         ((top + sside).ceil() as usize).min(oh),
     );
-    let channels = if cmyk { 4 } else { 3 };
     let mut line = vec![0u8; ow * channels];
     let mut rgb = Vec::with_capacity((c1 - c0) * (r1 - r0) * 3);
     for y in 0..r1 {

@@ -85,7 +85,7 @@ impl Shrinker {
     /// Whether source row `y` lies in the square: rows outside need not be
     /// converted.
     pub(super) fn wants(&self, y: u32) -> bool {
-        y >= self.y0 && y - self.y0 < self.side
+        self.rows().contains(&y)
     }
 
     /// The source rows of the square.
@@ -109,16 +109,17 @@ impl Shrinker {
             let at = bucket as usize * self.out_side as usize * 3;
             self.out[at..at + row.len()].copy_from_slice(row);
         } else {
-            // A fixed block width lets the compiler unroll the common
-            // factors; the generic loop takes the rest.
+            // A constant block width lets the compiler unroll the common
+            // factors (add_blocks is inlined into each arm).
+            let acc = &mut self.acc;
             match self.k {
-                2 => add_blocks::<2>(&mut self.acc, row),
-                3 => add_blocks::<3>(&mut self.acc, row),
-                4 => add_blocks::<4>(&mut self.acc, row),
-                5 => add_blocks::<5>(&mut self.acc, row),
-                6 => add_blocks::<6>(&mut self.acc, row),
-                8 => add_blocks::<8>(&mut self.acc, row),
-                k => add_blocks_of(k as usize, &mut self.acc, row),
+                2 => add_blocks(2, acc, row),
+                3 => add_blocks(3, acc, row),
+                4 => add_blocks(4, acc, row),
+                5 => add_blocks(5, acc, row),
+                6 => add_blocks(6, acc, row),
+                8 => add_blocks(8, acc, row),
+                k => add_blocks(k as usize, acc, row),
             }
         }
         self.rows_in_bucket += 1;
@@ -163,25 +164,10 @@ impl Shrinker {
     }
 }
 
-/// Adds each block of `K` RGB pixels of `row` to its sums in `acc`; the
+/// Adds each block of `k` RGB pixels of `row` to its sums in `acc`; the
 /// last block may be shorter.
-fn add_blocks<const K: usize>(acc: &mut [u32], row: &[u8]) {
-    let mut blocks = row.chunks_exact(3 * K);
-    for (sums, block) in acc.chunks_exact_mut(3).zip(&mut blocks) {
-        let (mut r, mut g, mut b) = (0u32, 0u32, 0u32);
-        for i in 0..K {
-            r += u32::from(block[3 * i]);
-            g += u32::from(block[3 * i + 1]);
-            b += u32::from(block[3 * i + 2]);
-        }
-        sums[0] += r;
-        sums[1] += g;
-        sums[2] += b;
-    }
-    add_rest(acc, blocks.remainder());
-}
-
-fn add_blocks_of(k: usize, acc: &mut [u32], row: &[u8]) {
+#[inline(always)]
+fn add_blocks(k: usize, acc: &mut [u32], row: &[u8]) {
     let mut blocks = row.chunks_exact(3 * k);
     for (sums, block) in acc.chunks_exact_mut(3).zip(&mut blocks) {
         let (mut r, mut g, mut b) = (0u32, 0u32, 0u32);
