@@ -4,29 +4,87 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The bucket and its CORS rule: browsers PUT parts and read `ETag`.
-pub async fn bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), BoxError> {
+/// The bucket and its CORS rules, as `template.yaml` gives them to
+/// `ImagesBucket` (browsers PUT parts and read `ETag`).
+pub async fn bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    template: &crate::template::Template,
+) -> Result<(), BoxError> {
     if s3.head_bucket().bucket(bucket).send().await.is_err() {
         s3.create_bucket().bucket(bucket).send().await?;
     }
-    let cors = CorsConfiguration::builder()
-        .cors_rules(
-            CorsRule::builder()
-                .allowed_methods("PUT")
-                .allowed_methods("GET")
-                .allowed_origins("*")
-                .allowed_headers("*")
-                .expose_headers("ETag")
-                .max_age_seconds(3600)
-                .build()?,
-        )
-        .build()?;
     s3.put_bucket_cors()
         .bucket(bucket)
-        .cors_configuration(cors)
+        .cors_configuration(cors_rules(template)?)
         .send()
         .await?;
     Ok(())
+}
+
+/// `ImagesBucket`'s `CorsConfiguration`, resolved, as the SDK's type.
+pub fn cors_rules(template: &crate::template::Template) -> Result<CorsConfiguration, BoxError> {
+    let cors = template
+        .resolve(&template.properties("ImagesBucket")?["CorsConfiguration"]["CorsRules"])?;
+    let crate::template::Resolved::List(rules) = cors else {
+        return Err("ImagesBucket has no CorsConfiguration.CorsRules list".into());
+    };
+    let mut config = CorsConfiguration::builder();
+    for rule in rules {
+        let list = |k: &str| -> Result<Vec<String>, BoxError> {
+            rule.get(k).map(|v| v.strings()).unwrap_or(Ok(Vec::new()))
+        };
+        let mut r = CorsRule::builder()
+            .set_allowed_methods(Some(list("AllowedMethods")?))
+            .set_allowed_origins(Some(list("AllowedOrigins")?))
+            .set_allowed_headers(Some(list("AllowedHeaders")?))
+            .set_expose_headers(Some(list("ExposedHeaders")?));
+        if let Some(age) = rule.get("MaxAge").and_then(|v| v.as_str()) {
+            r = r.max_age_seconds(age.parse()?);
+        }
+        config = config.cors_rules(r.build()?);
+    }
+    Ok(config.build()?)
+}
+
+/// A Secrets Manager secret named `name` holding `value` (replaced, unless
+/// `keep` and it exists: the cursor key survives restarts, so cursors handed
+/// out stay valid). Returns its ARN.
+pub async fn secret(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+    keep: bool,
+) -> Result<String, BoxError> {
+    match sm.describe_secret().secret_id(name).send().await {
+        Ok(found) => {
+            let arn = found.arn().ok_or("secret without ARN")?.to_owned();
+            if !keep {
+                sm.put_secret_value()
+                    .secret_id(&arn)
+                    .secret_string(value)
+                    .send()
+                    .await?;
+            }
+            Ok(arn)
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            let created = sm
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await?;
+            Ok(created
+                .arn()
+                .ok_or("CreateSecret returned no ARN")?
+                .to_owned())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The pipeline's queues, as `template.yaml` declares them.

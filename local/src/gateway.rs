@@ -81,6 +81,11 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
         }
     }
 
+    /// The API the gateway serves.
+    pub fn app(&self) -> &App<S, O> {
+        &self.app
+    }
+
     /// Serves until the listener fails; one task per connection.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {

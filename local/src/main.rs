@@ -1,25 +1,32 @@
 //! `imagegram-local`: the local stack's command line.
 //!
 //! ```text
-//! imagegram-local serve            migrate, create bucket and queues, run the
-//!                                  pipeline and serve the API on :3000
+//! imagegram-local serve            create the resources of template.yaml in moto,
+//!                                  migrate, run the pipeline, serve the API on :3000
 //! imagegram-local token SUB [TTL]  print a dev JWT for SUB (TTL seconds, default 86400)
-//! imagegram-local migrate          apply pending migrations to DATABASE_URL
+//! imagegram-local migrate          apply pending migrations (the database of
+//!                                  DATABASE_SECRET_ARN, as the functions read it)
+//! imagegram-local iam-report LOG   compare the AWS calls logged (IMAGEGRAM_IAM_LOG)
+//!                                  with each function's policy; fail on unused grants
+//! imagegram-local grants           list template.yaml's grants, one per line
+//! imagegram-local template-without GRANT
+//!                                  print template.yaml without that one grant
 //! ```
 
 use std::sync::Arc;
-
-use imagegram::api::App;
-use imagegram::config::{ApiConfig, ConverterConfig, optional};
-use imagegram::pipeline::{Converter, Finalizer};
-use imagegram::store::migrate;
-use imagegram_local::auth::{self, DevAuthorizer};
-use imagegram_local::{bootstrap, gateway::Gateway, pipeline};
 use std::time::Duration;
+
+use imagegram::config::{DbConfig, Env};
+use imagegram::store::{MySqlStore, migrate};
+use imagegram_local::auth::{self, DevAuthorizer};
+use imagegram_local::gateway::Gateway;
+use imagegram_local::grants;
+use imagegram_local::stack::{self, Database, Spec, TemplateSource};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: imagegram-local serve | token SUB [TTL_SECS] | migrate";
+const USAGE: &str = "usage: imagegram-local serve | token SUB [TTL_SECS] | migrate | \
+                     iam-report LOG | grants | template-without GRANT";
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -34,10 +41,27 @@ async fn main() -> Result<(), BoxError> {
         ["token", sub] => token(sub, "86400"),
         ["token", sub, ttl] => token(sub, ttl),
         ["migrate"] => {
-            let cfg = ApiConfig::from_env()?;
-            let store = imagegram::store::MySqlStore::connect(cfg.database_url.expose(), 1)?;
-            migrate(store.pool()).await?;
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+            let db = DbConfig::load(&Env::from_process(), &secrets).await?;
+            migrate(MySqlStore::connect(&db, 1).pool()).await?;
             eprintln!("migrations applied");
+            Ok(())
+        }
+        ["iam-report", log] => imagegram_local::report::run(
+            &imagegram_local::template::default_path(),
+            std::path::Path::new(log),
+        ),
+        ["grants"] => {
+            let text = std::fs::read_to_string(imagegram_local::template::default_path())?;
+            for g in grants::grants(&text)? {
+                println!("{}", g.id());
+            }
+            Ok(())
+        }
+        ["template-without", id] => {
+            let text = std::fs::read_to_string(imagegram_local::template::default_path())?;
+            print!("{}", grants::without(&text, &grants::Grant::parse(id)?)?);
             Ok(())
         }
         _ => Err(USAGE.into()),
@@ -48,52 +72,61 @@ fn token(sub: &str, ttl: &str) -> Result<(), BoxError> {
     let ttl: u64 = ttl
         .parse()
         .map_err(|_| "TTL_SECS must be a number of seconds")?;
-    let secret =
-        optional("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|| auth::DEFAULT_SECRET.into());
+    let secret = Env::from_process()
+        .optional("IMAGEGRAM_DEV_JWT_SECRET")
+        .unwrap_or_else(|| auth::DEFAULT_SECRET.into());
     println!("{}", auth::mint(&secret, sub, Some(ttl)));
     Ok(())
 }
 
 async fn serve() -> Result<(), BoxError> {
     imagegram::telemetry::init();
-    let cfg = ApiConfig::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let app = App::from_config(&cfg, &sdk)?;
-    migrate(app.store.pool()).await?;
-    let s3 = app.objects.client().clone();
-    bootstrap::bucket(&s3, &cfg.bucket).await?;
-
-    // The pipeline: queues, the bucket's notification, and the pollers.
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let region = sdk
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "us-east-1".into());
-    let prefix = optional("QUEUE_PREFIX").unwrap_or_else(|| "imagegram-local".into());
-    let queues = bootstrap::queues(&sqs, &prefix, 60).await?;
-    bootstrap::notifications(&s3, &cfg.bucket, &queues.conversion.arn).await?;
-    let converter = Converter::from_config(
-        &ConverterConfig {
-            bucket: cfg.bucket.clone(),
-            results_queue_url: queues.results.url.clone(),
+    let process = Env::from_process();
+    let var = |name: &str, default: &str| process.optional(name).unwrap_or_else(|| default.into());
+    // The functions' own settings come from template.yaml; these are the
+    // ones a developer may change locally.
+    let mut env = vec![
+        ("DATABASE_TLS".to_owned(), "false".to_owned()),
+        // One process serves every request at once, not one per container.
+        ("DB_POOL_MAX".to_owned(), var("DB_POOL_MAX", "32")),
+    ];
+    for name in [
+        "PRESIGN_TTL_SECS",
+        "UPLOAD_TTL_SECS",
+        "MAX_OPEN_UPLOADS",
+        "IMAGE_BASE_URL",
+    ] {
+        if let Some(v) = process.optional(name) {
+            env.push((name.to_owned(), v));
+        }
+    }
+    let spec = Spec {
+        name: var("QUEUE_PREFIX", "imagegram-local"),
+        bucket: var("BUCKET", "imagegram-local"),
+        database: Database {
+            host: var("IMAGEGRAM_DB_HOST", "127.0.0.1"),
+            port: var("IMAGEGRAM_DB_PORT", "3306").parse()?,
+            user: var("IMAGEGRAM_DB_USER", "imagegram"),
+            password: var("IMAGEGRAM_DB_PASSWORD", "imagegram"),
+            name: var("IMAGEGRAM_DB_NAME", "imagegram"),
         },
-        &sdk,
-    );
-    let finalizer = Finalizer {
-        store: app.store.clone(),
+        template: TemplateSource::Path(imagegram_local::template::default_path()),
+        env,
+        visibility_secs: 60,
+        poll_wait: Duration::from_secs(10),
+        iam_log: process.optional("IMAGEGRAM_IAM_LOG").map(Into::into),
     };
-    pipeline::spawn(
-        sqs,
-        region,
-        &queues,
-        converter,
-        finalizer,
-        Duration::from_secs(10),
-    );
-    let addr = optional("IMAGEGRAM_API_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let running = stack::build(spec, &sdk).await?.run_pipeline();
+    let addr = var("IMAGEGRAM_API_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);
-    Arc::new(Gateway::new(app, DevAuthorizer::from_env()))
+    let authorizer = DevAuthorizer::new(
+        &process
+            .optional("IMAGEGRAM_DEV_JWT_SECRET")
+            .unwrap_or_else(|| auth::DEFAULT_SECRET.into()),
+    );
+    Arc::new(Gateway::new(running.app, authorizer))
         .serve(listener)
         .await?;
     Ok(())

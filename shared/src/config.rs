@@ -1,9 +1,15 @@
 //! Configuration, read once at cold start into typed structs. A missing or
-//! malformed variable is an error that names it.
+//! malformed variable is an error that names it. Secrets (the database's
+//! credentials, the cursor key) are never in the environment: it holds the
+//! ARNs of Secrets Manager secrets, read here through [`crate::secrets`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
 
 use crate::Error;
+use crate::secrets::SecretReader;
 
 /// A value that must not reach the logs.
 #[derive(Clone)]
@@ -25,55 +31,194 @@ impl fmt::Debug for Secret {
     }
 }
 
-pub fn required(name: &str) -> Result<String, Error> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v),
-        _ => Err(Error::internal(format!(
-            "environment variable {name} is required"
-        ))),
+/// The variables configuration is read from: the process environment, or,
+/// for the local stack and tests that run several functions in one process,
+/// a map of their own.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// This environment with `name` set (or replaced).
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The value, if set and not blank: an empty value means "unset", as
+    /// SAM passes declared-but-empty variables.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+    }
+
+    pub fn required(&self, name: &str) -> Result<String, Error> {
+        self.optional(name)
+            .ok_or_else(|| Error::internal(format!("environment variable {name} is required")))
+    }
+
+    /// A number within `range`, `default` when unset.
+    pub fn number<T>(&self, name: &str, default: T, range: RangeInclusive<T>) -> Result<T, Error>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(v) = self.optional(name) else {
+            return Ok(default);
+        };
+        match v.trim().parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(Error::internal(format!(
+                "environment variable {name} must be a whole number from {} to {}, not {v:?}",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, Error> {
+        match self.optional(name).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(v) => Err(Error::internal(format!(
+                "environment variable {name} must be true or false, not {v:?}"
+            ))),
+        }
     }
 }
 
-pub fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Where the database is and how to log in: built from fields, so a password
+/// with `#?/@%` in it is just a password.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub database: String,
+    /// TLS (rustls, webpki roots) to the server: always in AWS.
+    pub tls: bool,
 }
 
-pub fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error> {
-    match optional(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            Error::internal(format!("environment variable {name} is malformed: {v:?}"))
-        }),
+impl DbConfig {
+    /// `DATABASE_SECRET_ARN` names a Secrets Manager secret holding JSON
+    /// with `username` and `password` (and, as RDS writes them, `host`,
+    /// `port`, `dbname`); `DATABASE_HOST`, `DATABASE_PORT` and
+    /// `DATABASE_NAME` override those (the template points the host at RDS
+    /// Proxy). `DATABASE_TLS` defaults to true.
+    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+        let arn = env.required("DATABASE_SECRET_ARN")?;
+        let raw = secrets.read(&arn).await?;
+        Self::from_secret(env, &raw)
+    }
+
+    pub fn from_secret(env: &Env, raw: &str) -> Result<Self, Error> {
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            username: String,
+            password: String,
+            host: Option<String>,
+            port: Option<serde_json::Value>,
+            dbname: Option<String>,
+        }
+        let f: Fields = serde_json::from_str(raw).map_err(|_| {
+            // Never the serde message: it may quote the secret.
+            Error::internal(
+                "the secret named by DATABASE_SECRET_ARN is not JSON with string fields \
+                 \"username\" and \"password\"",
+            )
+        })?;
+        let secret_port = match f.port {
+            None => None,
+            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            Some(_) => None,
+        };
+        let host = env
+            .optional("DATABASE_HOST")
+            .or(f.host)
+            .ok_or_else(|| Error::internal("DATABASE_HOST is required (the secret has no host)"))?;
+        let database = env.optional("DATABASE_NAME").or(f.dbname).ok_or_else(|| {
+            Error::internal("DATABASE_NAME is required (the secret has no dbname)")
+        })?;
+        Ok(DbConfig {
+            host,
+            port: env.number("DATABASE_PORT", secret_port.unwrap_or(3306), 1..=65535)?,
+            user: f.username,
+            password: Secret::new(f.password),
+            database,
+            tls: env.flag("DATABASE_TLS", true)?,
+        })
     }
 }
 
 /// What the API function needs.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// `mysql://user:password@host:port/db`; in AWS the RDS Proxy endpoint.
-    pub database_url: Secret,
+    pub db: DbConfig,
     /// Most connections one container opens: Lambda serves one request per
     /// container at a time, the local gateway many.
     pub db_pool_max: usize,
     /// Bucket holding originals and converted images.
     pub bucket: String,
-    /// Key for signing pagination cursors.
+    /// Key for signing pagination cursors (Secrets Manager, `CURSOR_SECRET_ARN`).
     pub cursor_secret: Secret,
-    /// Serve images from this base (a CDN) instead of presigned S3 GETs.
+    /// Serve images from this base (the CloudFront distribution) instead of
+    /// presigned S3 GETs.
     pub image_base_url: Option<String>,
     /// Lifetime of presigned URLs (upload parts and image GETs).
     pub presign_ttl_secs: u64,
+    /// How long an upload may stay open: after it, the post and its upload
+    /// are removed. Part URLs never outlive it.
+    pub upload_ttl_secs: u64,
+    /// Most uploads one user may have open (posts awaiting their upload).
+    pub max_open_uploads: u32,
 }
 
+/// SigV4 presigned URLs live at most 7 days.
+const MAX_PRESIGN_SECS: u64 = 7 * 24 * 3600;
+/// The bucket aborts multipart uploads a day after they start; an upload's
+/// deadline stays well before that.
+const MAX_UPLOAD_TTL_SECS: u64 = 20 * 3600;
+
 impl ApiConfig {
-    pub fn from_env() -> Result<Self, Error> {
+    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+        let cursor_arn = env.required("CURSOR_SECRET_ARN")?;
+        let (db, cursor) = tokio::join!(DbConfig::load(env, secrets), secrets.read(&cursor_arn));
+        let presign_ttl_secs = env.number("PRESIGN_TTL_SECS", 3600, 60..=MAX_PRESIGN_SECS)?;
+        let upload_ttl_secs = env.number("UPLOAD_TTL_SECS", 6 * 3600, 60..=MAX_UPLOAD_TTL_SECS)?;
+        if presign_ttl_secs > upload_ttl_secs {
+            return Err(Error::internal(format!(
+                "PRESIGN_TTL_SECS ({presign_ttl_secs}) must not exceed UPLOAD_TTL_SECS \
+                 ({upload_ttl_secs})"
+            )));
+        }
+        let cursor = cursor?;
+        if cursor.len() < 32 {
+            return Err(Error::internal(
+                "the cursor key (CURSOR_SECRET_ARN) must be at least 32 characters",
+            ));
+        }
         Ok(ApiConfig {
-            database_url: Secret::new(required("DATABASE_URL")?),
-            db_pool_max: parsed("DB_POOL_MAX", 4)?,
-            bucket: required("BUCKET")?,
-            cursor_secret: Secret::new(required("CURSOR_SECRET")?),
-            image_base_url: optional("IMAGE_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            presign_ttl_secs: parsed("PRESIGN_TTL_SECS", 3600)?,
+            db: db?,
+            db_pool_max: env.number("DB_POOL_MAX", 2, 1..=1000)?,
+            bucket: env.required("BUCKET")?,
+            cursor_secret: Secret::new(cursor),
+            image_base_url: env
+                .optional("IMAGE_BASE_URL")
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            presign_ttl_secs,
+            upload_ttl_secs,
+            max_open_uploads: env.number("MAX_OPEN_UPLOADS", 10, 1..=10_000)?,
         })
     }
 }
@@ -88,10 +233,10 @@ pub struct ConverterConfig {
 }
 
 impl ConverterConfig {
-    pub fn from_env() -> Result<Self, Error> {
+    pub fn load(env: &Env) -> Result<Self, Error> {
         Ok(ConverterConfig {
-            bucket: required("BUCKET")?,
-            results_queue_url: required("RESULTS_QUEUE_URL")?,
+            bucket: env.required("BUCKET")?,
+            results_queue_url: env.required("RESULTS_QUEUE_URL")?,
         })
     }
 }
@@ -99,15 +244,81 @@ impl ConverterConfig {
 /// What the finalizer function needs.
 #[derive(Clone, Debug)]
 pub struct FinalizerConfig {
-    pub database_url: Secret,
+    pub db: DbConfig,
     pub db_pool_max: usize,
 }
 
 impl FinalizerConfig {
-    pub fn from_env() -> Result<Self, Error> {
+    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
         Ok(FinalizerConfig {
-            database_url: Secret::new(required("DATABASE_URL")?),
-            db_pool_max: parsed("DB_POOL_MAX", 2)?,
+            db: DbConfig::load(env, secrets).await?,
+            db_pool_max: env.number("DB_POOL_MAX", 1, 1..=1000)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause(e: &Error) -> String {
+        std::error::Error::source(e)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn numbers_outside_their_range_name_the_variable() {
+        let env = Env::default().with("PRESIGN_TTL_SECS", "10");
+        let e = env
+            .number("PRESIGN_TTL_SECS", 3600u64, 60..=600)
+            .unwrap_err();
+        assert!(cause(&e).contains("PRESIGN_TTL_SECS"), "{e:?}");
+        let env = Env::default().with("PRESIGN_TTL_SECS", "1h");
+        assert!(env.number("PRESIGN_TTL_SECS", 3600u64, 60..=600).is_err());
+        let env = Env::default().with("PRESIGN_TTL_SECS", " ");
+        assert_eq!(
+            env.number("PRESIGN_TTL_SECS", 300u64, 60..=600).unwrap(),
+            300
+        );
+    }
+
+    #[test]
+    fn database_fields_come_from_the_secret_and_may_hold_any_character() {
+        let secret =
+            r#"{"username":"app","password":"p#?/@%:x","host":"h","port":3307,"dbname":"d"}"#;
+        let c = DbConfig::from_secret(&Env::default(), secret).unwrap();
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.port,
+                c.user.as_str(),
+                c.database.as_str(),
+                c.tls
+            ),
+            ("h", 3307, "app", "d", true)
+        );
+        assert_eq!(c.password.expose(), "p#?/@%:x");
+        assert_eq!(
+            format!("{c:?}").matches("p#?").count(),
+            0,
+            "password in Debug"
+        );
+        let env = Env::default()
+            .with("DATABASE_HOST", "proxy")
+            .with("DATABASE_NAME", "imagegram")
+            .with("DATABASE_TLS", "false");
+        let c = DbConfig::from_secret(&env, r#"{"username":"a","password":"b","port":"3306"}"#)
+            .unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.database.as_str(), c.tls),
+            ("proxy", "imagegram", false)
+        );
+    }
+
+    #[test]
+    fn a_malformed_secret_is_not_quoted_in_the_error() {
+        let e = DbConfig::from_secret(&Env::default(), "hunter2").unwrap_err();
+        assert!(!cause(&e).contains("hunter2"));
     }
 }

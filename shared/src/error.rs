@@ -28,6 +28,13 @@ pub enum Error {
     /// 415 `unsupported_media_type`: not image/png, image/jpeg or image/bmp.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 429 `too_many_requests`: a per-user limit; `Retry-After` says when a
+    /// retry may pass.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 503 `unavailable`: a dependency is down or timed out; retrying may help.
     #[error("{what} unavailable")]
     Unavailable { what: &'static str, source: Source },
@@ -57,6 +64,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -71,6 +79,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::TooManyRequests { .. } => "too_many_requests",
             Error::Unavailable { .. } => "unavailable",
             Error::Internal(_) => "internal",
         }
@@ -87,10 +96,18 @@ impl Error {
         }
     }
 
-    /// Whether a pipeline step that failed with this error should be retried
-    /// (the message goes back to the queue) rather than recorded as final.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+    /// Seconds a client should wait before retrying (`Retry-After`), for the
+    /// answers that invite a retry.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            // Outages seen so far are brief (a failover, a restart); a
+            // client backing off from here finds the service soonest.
+            Error::Unavailable { .. } => Some(1),
+            _ => None,
+        }
     }
 }
 

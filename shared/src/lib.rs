@@ -20,6 +20,8 @@
 //!   adapter; all SQL lives in [`store::mysql`]. Schema: `shared/migrations`.
 //! - [`objects`]: the object-store capability and its S3 adapter.
 //! - [`config`]: configuration read once from the environment.
+//! - [`secrets`]: the secrets capability (database credentials, cursor key)
+//!   and its Secrets Manager adapter.
 //! - [`telemetry`]: tracing set up once per process.
 //! - [`error`]: the crate's one error type and what each variant means for an
 //!   HTTP client.
@@ -31,6 +33,7 @@ pub mod domain;
 pub mod error;
 pub mod objects;
 pub mod pipeline;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 

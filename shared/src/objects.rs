@@ -26,13 +26,17 @@ pub trait ObjectStore: Send + Sync + 'static {
         content_type: &str,
     ) -> impl Future<Output = Result<String, Error>> + Send;
 
-    /// A URL that takes one part with a plain PUT; no checksum headers are
-    /// signed, so any HTTP client can use it.
+    /// A URL that takes one part of exactly `size` bytes with a plain PUT,
+    /// valid until `expires_at`. `Content-Length` is signed (S3 refuses a
+    /// PUT of any other size, so one URL cannot stage gigabytes); no
+    /// checksum headers are, so any HTTP client can use it.
     fn presign_part(
         &self,
         key: &str,
         upload_id: &str,
         part_number: u32,
+        size: u64,
+        expires_in: Duration,
     ) -> impl Future<Output = Result<String, Error>> + Send;
 
     /// The parts S3 holds, all pages. `Ok(None)` when the upload is gone.
@@ -123,31 +127,43 @@ impl S3Objects {
         &self.bucket
     }
 
-    /// Presigning starts at the top of the current window (one TTL long) and
-    /// lasts two windows: the same image gets the same URL for a while, so
-    /// browsers and CDNs can cache it, and a URL handed out is valid for at
-    /// least one full TTL.
     /// Size and ETag, or `None` if there is no such object.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
-        Ok(self.head_object(key).await?.map(|h| ObjectHead {
-            size: h.content_length().unwrap_or(0).max(0) as u64,
-            etag: h.e_tag().unwrap_or_default().to_owned(),
-        }))
+        match self.head_object(key).await? {
+            Head::Found(h) => Ok(Some(ObjectHead {
+                size: h.content_length().unwrap_or(0).max(0) as u64,
+                etag: h.e_tag().unwrap_or_default().to_owned(),
+            })),
+            Head::Missing => Ok(None),
+            // The role may not read it, or (without s3:ListBucket) it is
+            // missing: S3 will not say which. Retried, then dead-lettered.
+            Head::Refused => Err(Error::internal(format!("S3 refused HEAD {key} (403)"))),
+        }
     }
 
     /// The ETag of the original a converted image was made from, if that
     /// image exists.
+    ///
+    /// Only an optimisation (a repeated event skips its work), so when S3
+    /// will not say (403: a role without `s3:ListBucket` gets 403, not 404,
+    /// for a missing key) the answer is "not converted yet", and the
+    /// conversion runs: its PutObject overwrites, which is harmless.
     pub async fn converted_from(&self, key: &str) -> Result<Option<String>, Error> {
-        Ok(self
-            .head_object(key)
-            .await?
-            .and_then(|h| h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned()))
+        Ok(match self.head_object(key).await? {
+            Head::Found(h) => h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned(),
+            Head::Missing => None,
+            Head::Refused => {
+                tracing::warn!(
+                    key,
+                    "HEAD answered 403 (without s3:ListBucket a missing key looks forbidden); \
+                     converting"
+                );
+                None
+            }
+        })
     }
 
-    async fn head_object(
-        &self,
-        key: &str,
-    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, Error> {
+    async fn head_object(&self, key: &str) -> Result<Head, Error> {
         match self
             .client
             .head_object()
@@ -156,8 +172,11 @@ impl S3Objects {
             .send()
             .await
         {
-            Ok(h) => Ok(Some(h)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Ok(h) => Ok(Head::Found(Box::new(h))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(Head::Missing),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                Ok(Head::Refused)
+            }
             Err(e) => Err(s3_error(e)),
         }
     }
@@ -199,6 +218,10 @@ impl S3Objects {
         Ok(())
     }
 
+    /// Presigning starts at the top of the current window (one TTL long) and
+    /// lasts two windows: the same image gets the same URL for a while, so
+    /// browsers can cache it, and a URL handed out is valid for at least one
+    /// full TTL.
     fn window_start(&self) -> u64 {
         let ttl = self.presign_ttl.as_secs().max(60);
         let now = SystemTime::now()
@@ -216,6 +239,14 @@ impl S3Objects {
             .build()
             .map_err(Error::internal)
     }
+}
+
+/// What a HEAD found.
+enum Head {
+    Found(Box<aws_sdk_s3::operation::head_object::HeadObjectOutput>),
+    Missing,
+    /// 403: not allowed to read it, or missing and not allowed to list.
+    Refused,
 }
 
 /// Metadata on a converted image: the ETag of its original.
@@ -303,8 +334,10 @@ impl ObjectStore for S3Objects {
         key: &str,
         upload_id: &str,
         part_number: u32,
+        size: u64,
+        expires_in: Duration,
     ) -> Result<String, Error> {
-        let cfg = PresigningConfig::expires_in(self.presign_ttl).map_err(Error::internal)?;
+        let cfg = PresigningConfig::expires_in(expires_in).map_err(Error::internal)?;
         let req = self
             .client
             .upload_part()
@@ -312,6 +345,7 @@ impl ObjectStore for S3Objects {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number as i32)
+            .content_length(size as i64)
             .presigned(cfg)
             .await
             .map_err(Error::internal)?;
@@ -434,4 +468,85 @@ fn is_no_such_upload<E: aws_sdk_s3::error::ProvideErrorMetadata>(
     e: &aws_sdk_s3::error::SdkError<E>,
 ) -> bool {
     e.as_service_error().and_then(|s| s.code()) == Some("NoSuchUpload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_types::body::SdkBody;
+
+    /// An S3 that answers every request with one status and no body, as S3
+    /// answers a HEAD it refuses.
+    #[derive(Debug)]
+    struct Answer(u16);
+
+    impl HttpConnector for Answer {
+        fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+            HttpConnectorFuture::ready(Ok(HttpResponse::new(
+                self.0.try_into().unwrap(),
+                SdkBody::empty(),
+            )))
+        }
+    }
+
+    fn s3_answering(status: u16) -> S3Objects {
+        let http = http_client_fn(move |_, _| SharedHttpConnector::new(Answer(status)));
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .http_client(http)
+            .build();
+        S3Objects::new(
+            Client::from_conf(conf),
+            "b".into(),
+            None,
+            Duration::from_secs(60),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_403_from_the_already_converted_probe_means_convert_not_fail() {
+        // What S3 answers a role without s3:ListBucket for a missing key.
+        let s3 = s3_answering(403);
+        assert_eq!(s3.converted_from("converted/x.jpg").await.unwrap(), None);
+        // The original itself refused is not "missing" (which would fail
+        // the post at once): an error, so the message is retried.
+        assert!(matches!(
+            s3.head("originals/x").await,
+            Err(Error::Internal(_))
+        ));
+
+        let s3 = s3_answering(404);
+        assert_eq!(s3.converted_from("converted/x.jpg").await.unwrap(), None);
+        assert!(s3.head("originals/x").await.unwrap().is_none());
+
+        let s3 = s3_answering(503);
+        assert!(matches!(
+            s3.converted_from("converted/x.jpg").await,
+            Err(Error::Unavailable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn part_urls_sign_their_content_length() {
+        let s3 = s3_answering(200);
+        let url = s3
+            .presign_part("originals/x", "u", 3, 1234, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let signed = url
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
+            .expect("a SigV4 query-string signature");
+        assert_eq!(signed, "content-length%3Bhost", "{url}");
+        // No checksum parameters: a plain PUT from any client works.
+        assert!(!url.to_ascii_lowercase().contains("checksum"), "{url}");
+    }
 }

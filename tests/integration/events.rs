@@ -6,7 +6,7 @@ use imagegram::api::{self, App};
 use imagegram::cursor::CursorCodec;
 use imagegram::domain::{CommentId, PostId, sql_datetime};
 use imagegram::objects::S3Objects;
-use imagegram_tests::{fresh_bucket, fresh_database, sdk_config};
+use imagegram_tests::{build_stack, fresh_database, sdk_config};
 use mysql_async::prelude::*;
 
 const POST: &str = "0194f7a0c1d27b3e8a5b6c7d8e9f0a1b";
@@ -21,10 +21,11 @@ fn event(name: &str) -> lambda_http::Request {
 
 #[tokio::test]
 async fn every_api_event_file_runs_through_the_handler() {
-    let (_url, store) = fresh_database().await;
-    let sdk = sdk_config().await;
-    let s3 = aws_sdk_s3::Client::new(&sdk);
-    let bucket = fresh_bucket(&s3).await;
+    // The API function as the local stack builds it: its template
+    // configuration and policy.
+    let (parts, _) = build_stack(|_| {}).await;
+    let app = parts.running.app;
+    let store = app.store.clone();
     // The post and comment the event files name, the comment by their caller.
     let post = PostId::parse(POST).unwrap();
     let comment = CommentId::parse(COMMENT).unwrap();
@@ -43,11 +44,6 @@ async fn every_api_event_file_runs_through_the_handler() {
     )
     .await
     .unwrap();
-    let app = App {
-        store,
-        objects: S3Objects::new(s3, bucket, None, Duration::from_secs(60)),
-        cursors: CursorCodec::new(b"k"),
-    };
 
     let names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../events"))
         .unwrap()
@@ -56,6 +52,7 @@ async fn every_api_event_file_runs_through_the_handler() {
         .collect();
     let expected = [
         ("api-health.json", 200),
+        ("api-health-dependencies.json", 200),
         ("api-list-posts.json", 200),
         ("api-get-post.json", 200),
         ("api-list-comments.json", 200),
@@ -90,15 +87,12 @@ fn sqs_event(name: &str, bucket: &str) -> aws_lambda_events::sqs::SqsEvent {
 
 #[tokio::test]
 async fn every_converter_event_file_runs_through_the_converter() {
-    use imagegram::pipeline::Converter;
-    use imagegram::pipeline::convert::Limits;
+    // The converter as the local stack builds it (its pollers not started).
+    let (parts, spec) = build_stack(|s| s.visibility_secs = 30).await;
+    let (converter, queues, bucket) = (parts.converter, parts.running.queues, spec.bucket);
     let sdk = sdk_config().await;
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let bucket = fresh_bucket(&s3).await;
-    let queues = imagegram_local::bootstrap::queues(&sqs, &bucket, 30)
-        .await
-        .unwrap();
     // The original the multipart event names.
     let png = imagegram_tests::images::encode_rgb(
         &imagegram_tests::images::bands(640, 480, &[[200, 10, 10]]),
@@ -111,12 +105,6 @@ async fn every_converter_event_file_runs_through_the_converter() {
         .send()
         .await
         .unwrap();
-    let converter = Converter {
-        objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(60)),
-        sqs: sqs.clone(),
-        results_queue_url: queues.results.url.clone(),
-        limits: Limits::default(),
-    };
     for name in [
         "sqs-converter-multipart-complete.json",
         "sqs-converter-key-with-spaces.json",
@@ -225,6 +213,7 @@ async fn every_finalizer_event_file_runs_through_the_finalizer() {
 fn every_event_file_is_covered_by_a_test() {
     let covered = [
         "api-health.json",
+        "api-health-dependencies.json",
         "api-list-posts.json",
         "api-get-post.json",
         "api-list-comments.json",
@@ -252,8 +241,17 @@ fn every_event_file_is_covered_by_a_test() {
 #[tokio::test]
 async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
     // Nothing listens on port 9 of this machine.
-    let store =
-        imagegram::store::MySqlStore::connect("mysql://u:secret@127.0.0.1:9/db", 1).unwrap();
+    let store = imagegram::store::MySqlStore::connect(
+        &imagegram::config::DbConfig {
+            host: "127.0.0.1".into(),
+            port: 9,
+            user: "u".into(),
+            password: imagegram::config::Secret::new("secret"),
+            database: "db".into(),
+            tls: false,
+        },
+        1,
+    );
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -269,9 +267,13 @@ async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
         store,
         objects: S3Objects::new(s3, "bucket".into(), None, Duration::from_secs(60)),
         cursors: CursorCodec::new(b"k"),
+        limits: Default::default(),
     };
+    // Liveness needs nothing behind the function.
+    let resp = api::handle(&app, event("api-health.json")).await;
+    assert_eq!(resp.status().as_u16(), 200);
     for name in [
-        "api-health.json",
+        "api-health-dependencies.json",
         "api-list-posts.json",
         "api-get-post.json",
         "api-create-comment.json",
@@ -279,6 +281,7 @@ async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
         let resp = api::handle(&app, event(name)).await;
         let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
         assert_eq!(resp.status().as_u16(), 503, "{name}: {body}");
+        assert_eq!(resp.headers()["retry-after"], "1", "{name}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["code"], "unavailable");
         for secret in ["127.0.0.1", "secret", "mysql", "9", "Io", "refused"] {

@@ -91,7 +91,7 @@ async fn hot_queries_use_indexes_without_filesort() {
         ),
         (
             "last comments of a page",
-            vec![sql::LAST_COMMENTS_OF_ONE; 3].join(" UNION ALL "),
+            [sql::LAST_COMMENTS_OF_ONE; 3].join(" UNION ALL "),
             vec![
                 post(),
                 2.into(),

@@ -6,6 +6,7 @@ mod comments;
 mod events;
 mod explain;
 mod feed;
+mod iam;
 mod identity;
 mod pipeline;
 mod posts;

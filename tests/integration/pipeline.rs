@@ -9,7 +9,7 @@ use imagegram_tests::images::{
     bands, encode_rgb, interlaced_png, jpeg_claiming, jpeg_with_orientation, png_bomb,
     transparent_png, with_noise,
 };
-use imagegram_tests::{TestApp, spawn_app, spawn_app_with};
+use imagegram_tests::{TestApp, spawn_app};
 
 const RED: [u8; 3] = [230, 20, 20];
 const GREEN: [u8; 3] = [20, 230, 20];
@@ -361,6 +361,20 @@ async fn repeated_and_late_events_change_nothing() {
         converted_at,
         "the repeat found the work done and did not convert again"
     );
+    // Four events for one original (moto's two, then two repeats): one
+    // download, one converted image. The HEAD of converted/<id>.jpg that
+    // tells a repeat apart is what the converter's s3:GetObject on
+    // converted/* is for.
+    let calls = app.recorder.calls();
+    let count = |op: &str, key: &str| {
+        calls
+            .iter()
+            .filter(|c| c.operation == op && c.resource.ends_with(key))
+            .count()
+    };
+    assert_eq!(count("GetObject", &format!("/originals/{id}")), 1);
+    assert_eq!(count("PutObject", &format!("/converted/{id}.jpg")), 1);
+    assert!(count("HeadObject", &format!("/converted/{id}.jpg")) >= 4);
 }
 
 #[tokio::test]
@@ -400,10 +414,15 @@ async fn test_events_and_malformed_messages_never_jam_the_queue() {
 
 #[tokio::test]
 async fn a_message_that_keeps_failing_lands_in_the_dlq_and_its_post_fails() {
-    // A converter whose results queue does not exist: every attempt fails
-    // transiently, so the message is retried until SQS dead-letters it.
-    let app =
-        spawn_app_with(|c| c.results_queue_url = format!("{}-missing", c.results_queue_url)).await;
+    // The results queue is gone: every attempt fails transiently, so the
+    // message is retried until SQS dead-letters it.
+    let app = spawn_app().await;
+    app.sqs
+        .delete_queue()
+        .queue_url(&app.queues.results.url)
+        .send()
+        .await
+        .unwrap();
     let id = app
         .post_image(
             "alice",

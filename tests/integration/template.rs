@@ -7,8 +7,94 @@ use imagegram::api::{PUBLIC_ROUTES, ROUTES};
 use serde_norway::Value;
 
 fn template() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).expect("template.yaml parses")
+    serde_norway::from_str(&imagegram_tests::template_text()).expect("template.yaml parses")
+}
+
+/// The template resolved with placeholders (`<ImagesBucket.Arn>`) for the
+/// resources, and these parameters.
+fn resolved(parameters: &[(&str, &str)]) -> imagegram_local::template::Template {
+    let mut stack = imagegram_local::template::Stack::new("s", "123456789012", "us-east-1");
+    stack.placeholders = true;
+    for (k, v) in parameters {
+        stack = stack.parameter(k, v);
+    }
+    imagegram_local::template::Template::parse(&imagegram_tests::template_text(), stack)
+        .expect("template resolves")
+}
+
+/// Every `AWS::Serverless::Function` of the template.
+fn functions() -> Vec<String> {
+    let t = template();
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(k, _)| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_local_stack_runs_every_function_of_the_template_under_its_policy() {
+    let mut local: Vec<String> = imagegram_local::stack::FUNCTIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    local.sort();
+    let mut all = functions();
+    all.sort();
+    assert_eq!(local, all);
+    // And every policy is inline statements the guard can evaluate.
+    for cdn in ["true", "false"] {
+        let t = resolved(&[("EnableCdn", cdn)]);
+        for f in &all {
+            t.function_policy(f)
+                .unwrap_or_else(|e| panic!("{f} (EnableCdn={cdn}): {e}"));
+        }
+    }
+}
+
+/// S3 answers a GET or HEAD of a missing key with 403, not 404, when the
+/// caller may not `s3:ListBucket` the bucket. moto does not (the local
+/// guard emulates it); in AWS a role that reads keys without being able to
+/// list them sees every missing key as a permission fault: the converter's
+/// first probe of `converted/<id>.jpg` is such a read.
+#[test]
+fn every_role_that_reads_keys_may_list_their_bucket() {
+    use imagegram_local::iam::glob;
+    for cdn in ["true", "false"] {
+        let t = resolved(&[("EnableCdn", cdn)]);
+        for f in functions() {
+            let policy = t.function_policy(&f).unwrap();
+            for s in &policy.statements {
+                if s.effect != imagegram_local::iam::Effect::Allow
+                    || !s.actions.iter().any(|a| glob(a, "s3:GetObject", true))
+                {
+                    continue;
+                }
+                for r in &s.resources {
+                    let bucket = r.split('/').next().unwrap();
+                    assert!(
+                        policy.allows("s3:ListBucket", bucket, &[]),
+                        "{f} (EnableCdn={cdn}) reads {r} but may not s3:ListBucket {bucket} \
+                         (without an s3:prefix condition): S3 would answer its reads of \
+                         missing keys with 403"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn with_the_cdn_the_api_cannot_read_images_and_cloudfront_can() {
+    let t = resolved(&[("EnableCdn", "true")]);
+    let api = t.function_policy("ApiFunction").unwrap();
+    assert!(!api.allows("s3:GetObject", "<ImagesBucket.Arn>/converted/x.jpg", &[]));
+    let t = resolved(&[("EnableCdn", "false")]);
+    let api = t.function_policy("ApiFunction").unwrap();
+    assert!(api.allows("s3:GetObject", "<ImagesBucket.Arn>/converted/x.jpg", &[]));
+    assert!(!api.allows("s3:GetObject", "<ImagesBucket.Arn>/originals/x", &[]));
 }
 
 /// (route key, whether it opts out of the authorizer) of every HttpApi event.

@@ -392,3 +392,109 @@ async fn part_requests_are_checked() {
         "awaiting_upload"
     );
 }
+
+#[tokio::test]
+async fn every_part_url_signs_its_exact_size_and_none_outlives_the_upload() {
+    let app = imagegram_tests::spawn_app_spec(|s| {
+        s.env.push(("UPLOAD_TTL_SECS".into(), "600".into()));
+        s.env.push(("PRESIGN_TTL_SECS".into(), "600".into()));
+    })
+    .await;
+    let size = 12 * MIB + 5;
+    let created = app.create_post("alice", "image/png", size).await;
+    let upload = &created["upload"];
+    let deadline = time::OffsetDateTime::parse(
+        upload["upload_expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let left = (deadline - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!((590..=600).contains(&left), "{left} s left");
+    for part in upload["parts"].as_array().unwrap() {
+        let url = part["url"].as_str().unwrap();
+        assert!(
+            url.contains("X-Amz-SignedHeaders=content-length%3Bhost"),
+            "{url}"
+        );
+        let expires: u64 = url
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("X-Amz-Expires="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            expires <= 600,
+            "a part URL outlives the upload: {expires} s"
+        );
+    }
+    // A plain PUT of each part's exact size is accepted (moto checks no
+    // signature; README "Known differences": S3 refuses any other size).
+    let bytes = vec![7u8; size];
+    app.upload_all(&created, &bytes).await;
+}
+
+#[tokio::test]
+async fn open_uploads_are_capped_per_user_with_retry_after() {
+    let app =
+        imagegram_tests::spawn_app_spec(|s| s.env.push(("MAX_OPEN_UPLOADS".into(), "2".into())))
+            .await;
+    let first = app.create_post("alice", "image/png", 1000).await;
+    app.create_post("alice", "image/png", 1000).await;
+    let body =
+        json!({ "caption": "", "content_type": "image/png", "size_bytes": 1000 }).to_string();
+    let r = app.call("POST", "/posts", Some("alice"), Some(&body)).await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (429, "too_many_requests"),
+        "{:?}",
+        r.body
+    );
+    // Until the oldest open upload expires at the latest (6 h by default).
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((21_000..=21_600).contains(&wait), "Retry-After {wait}");
+    // Per user: bob is not affected.
+    app.create_post("bob", "image/png", 1000).await;
+    // Aborting one frees a slot; no S3 upload was made for the refusal.
+    assert_eq!(app.open_uploads().await, 3);
+    let id = first["post"]["id"].as_str().unwrap();
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/posts/{id}/upload"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    app.create_post("alice", "image/png", 1000).await;
+}
+
+#[tokio::test]
+async fn an_expired_upload_answers_409_with_its_deadline() {
+    use mysql_async::prelude::*;
+    let app = spawn_app().await;
+    let created = app.create_post("alice", "image/png", 1000).await;
+    let id = created["post"]["id"].as_str().unwrap();
+    let post = imagegram::domain::PostId::parse(id).unwrap();
+    let mut conn = app.db.get_conn().await.unwrap();
+    conn.exec_drop(
+        "UPDATE posts SET upload_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+        (post.as_bytes(),),
+    )
+    .await
+    .unwrap();
+    for (m, p, b) in [
+        ("GET", format!("/posts/{id}/upload"), None),
+        (
+            "POST",
+            format!("/posts/{id}/upload/parts"),
+            Some(r#"{"part_numbers":[1]}"#),
+        ),
+        ("POST", format!("/posts/{id}/upload/complete"), None),
+    ] {
+        let r = app.call(m, &p, Some("alice"), b).await;
+        assert_eq!((r.status, r.error_code()), (409, "conflict"), "{m} {p}");
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("expired"), "{msg}");
+    }
+}

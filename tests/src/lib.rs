@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegram::api::App;
-use imagegram::cursor::CursorCodec;
+use imagegram::config::DbConfig;
 use imagegram::domain::{PostId, PostStatus, sql_datetime};
 use imagegram::objects::S3Objects;
-use imagegram::pipeline::convert::Limits;
-use imagegram::pipeline::{Converter, Finalizer};
 use imagegram::store::{MySqlStore, migrate};
 use imagegram_local::auth::{DevAuthorizer, mint};
 use imagegram_local::gateway::Gateway;
+use imagegram_local::guard::Recorder;
+use imagegram_local::stack::{self, Database, Parts, Spec, TemplateSource};
 use mysql_async::prelude::*;
 use serde_json::Value;
 
@@ -34,8 +34,38 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// A database of its own, migrated.
-pub async fn fresh_database() -> (String, MySqlStore) {
+/// The server, user and password of [`base_database_url`], for `name`.
+fn database_named(name: &str) -> Database {
+    let base = base_database_url();
+    let rest = base
+        .strip_prefix("mysql://")
+        .expect("DATABASE_URL is mysql://");
+    let (login, rest) = rest.split_once('@').expect("user:password@host");
+    let (user, password) = login.split_once(':').expect("user:password");
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    Database {
+        host: host.to_owned(),
+        port: port.parse().expect("port"),
+        user: user.to_owned(),
+        password: password.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+pub fn db_config(d: &Database) -> DbConfig {
+    DbConfig {
+        host: d.host.clone(),
+        port: d.port,
+        user: d.user.clone(),
+        password: imagegram::config::Secret::new(d.password.clone()),
+        database: d.name.clone(),
+        tls: false,
+    }
+}
+
+/// A database of its own, created (not migrated).
+pub async fn create_database() -> Database {
     let base = base_database_url();
     let server = base
         .rsplit_once('/')
@@ -54,12 +84,17 @@ pub async fn fresh_database() -> (String, MySqlStore) {
     .expect("create test database");
     drop(conn);
     admin.disconnect().await.ok();
-    let url = format!("{server}/{name}");
-    let store = MySqlStore::connect(&url, 16).expect("pool");
+    database_named(&name)
+}
+
+/// A database of its own, migrated.
+pub async fn fresh_database() -> (Database, MySqlStore) {
+    let db = create_database().await;
+    let store = MySqlStore::connect(&db_config(&db), 16);
     migrate(store.pool())
         .await
         .expect("migrations apply to a fresh database");
-    (url, store)
+    (db, store)
 }
 
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -77,10 +112,55 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// A bucket of its own in moto.
+/// The template of this checkout.
+pub fn template_text() -> String {
+    std::fs::read_to_string(imagegram_local::template::default_path()).expect("template.yaml")
+}
+
+/// A stack of its own: a fresh database, and a bucket, queues and secrets
+/// named after it, from this checkout's template; `custom` may change the
+/// spec (the template's text, the functions' variables) first.
+pub async fn build_stack(custom: impl FnOnce(&mut Spec)) -> (Parts, Spec) {
+    let name = unique("imagegram-t-");
+    let mut spec = Spec {
+        name: name.clone(),
+        bucket: name,
+        database: create_database().await,
+        template: TemplateSource::Path(imagegram_local::template::default_path()),
+        env: vec![
+            ("DATABASE_TLS".into(), "false".into()),
+            ("DB_POOL_MAX".into(), "16".into()),
+        ],
+        // A short visibility timeout: a failed message comes back in a
+        // second, so the dead-letter path takes seconds, not minutes.
+        visibility_secs: 1,
+        poll_wait: Duration::from_secs(1),
+        iam_log: None,
+    };
+    custom(&mut spec);
+    // Calls of stacks run from the checked-in template go to the run's IAM
+    // log (scripts/test reports on it); a test that changed the template
+    // expects refusals.
+    if matches!(spec.template, TemplateSource::Path(_)) {
+        spec.iam_log = std::env::var_os("IMAGEGRAM_IAM_LOG").map(Into::into);
+    }
+    let sdk = sdk_config().await;
+    let parts = stack::build(spec.clone(), &sdk).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot build the local stack ({e}); run scripts/test, which starts MariaDB and moto"
+        )
+    });
+    (parts, spec)
+}
+
+/// A bucket of its own in moto (CORS rule from the template).
 pub async fn fresh_bucket(s3: &aws_sdk_s3::Client) -> String {
     let bucket = unique("imagegram-t-");
-    imagegram_local::bootstrap::bucket(s3, &bucket)
+    let mut stack = imagegram_local::template::Stack::new("t", stack::ACCOUNT, "us-east-1");
+    stack.placeholders = true;
+    let template =
+        imagegram_local::template::Template::parse(&template_text(), stack).expect("template");
+    imagegram_local::bootstrap::bucket(s3, &bucket, &template)
         .await
         .unwrap_or_else(|e| {
             panic!("cannot create a bucket in moto ({e}); run scripts/test, which starts it")
@@ -88,25 +168,27 @@ pub async fn fresh_bucket(s3: &aws_sdk_s3::Client) -> String {
     bucket
 }
 
-/// The real gateway and handlers on 127.0.0.1:0, over a fresh database and
-/// bucket.
+/// The real gateway and handlers on 127.0.0.1:0, over a stack of its own.
 pub struct TestApp {
     pub base: String,
     pub sqs: aws_sdk_sqs::Client,
     pub queues: imagegram_local::bootstrap::Queues,
     pub http: reqwest::Client,
     pub db: mysql_async::Pool,
-    pub database_url: String,
+    pub database: Database,
     pub s3: aws_sdk_s3::Client,
     pub bucket: String,
+    /// Every AWS call the functions made, with the policy's verdict.
+    pub recorder: Recorder,
+    pub gateway: Arc<Gateway<MySqlStore, S3Objects>>,
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    spawn_app_spec(|_| {}).await
 }
 
-/// Like [`spawn_app`], with a chance to change the converter (to break it).
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut Converter)) -> TestApp {
+/// Like [`spawn_app`], with a chance to change the stack's spec.
+pub async fn spawn_app_spec(custom: impl FnOnce(&mut Spec)) -> TestApp {
     // Logs go to the test's captured output: shown for failing tests only.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -114,55 +196,33 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Converter)) -> TestApp {
         )
         .with_test_writer()
         .try_init();
-    let (database_url, store) = fresh_database().await;
+    let (parts, spec) = build_stack(custom).await;
+    let running = parts.run_pipeline();
     let sdk = sdk_config().await;
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let bucket = fresh_bucket(&s3).await;
-    let db = store.pool().clone();
-    // A short visibility timeout: a failed message comes back in a second,
-    // so the dead-letter path takes seconds, not minutes.
-    let queues = imagegram_local::bootstrap::queues(&sqs, &bucket, 1)
-        .await
-        .expect("queues in moto");
-    imagegram_local::bootstrap::notifications(&s3, &bucket, &queues.conversion.arn)
-        .await
-        .expect("notifications");
-    let mut converter = Converter {
-        objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(3600)),
-        sqs: sqs.clone(),
-        results_queue_url: queues.results.url.clone(),
-        limits: Limits::default(),
-    };
-    tweak(&mut converter);
-    imagegram_local::pipeline::spawn(
-        sqs.clone(),
-        "us-east-1".into(),
-        &queues,
-        converter,
-        Finalizer {
-            store: store.clone(),
-        },
-        Duration::from_secs(1),
-    );
-    let app = App {
-        store,
-        objects: S3Objects::new(s3.clone(), bucket.clone(), None, Duration::from_secs(3600)),
-        cursors: CursorCodec::new(b"test-cursor-secret"),
-    };
+    let db = running.app.store.pool().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let gateway = Arc::new(Gateway::new(app, DevAuthorizer::new(JWT_SECRET)));
-    tokio::spawn(gateway.serve(listener));
+    let gateway = Arc::new(Gateway::new(running.app, DevAuthorizer::new(JWT_SECRET)));
+    tokio::spawn(Arc::clone(&gateway).serve(listener));
     TestApp {
         base,
         sqs,
-        queues,
+        queues: running.queues,
         http: reqwest::Client::new(),
         db,
-        database_url,
+        database: spec.database,
         s3,
-        bucket,
+        bucket: spec.bucket,
+        recorder: running.recorder,
+        gateway,
+    }
+}
+
+impl TestApp {
+    pub fn app(&self) -> &App<MySqlStore, S3Objects> {
+        self.gateway.app()
     }
 }
 
@@ -175,6 +235,7 @@ pub fn token(sub: &str) -> String {
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
@@ -214,6 +275,7 @@ impl TestApp {
         }
         let resp = req.send().await.expect("gateway answers");
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let body = if text.is_empty() {
             Value::Null
@@ -221,7 +283,11 @@ impl TestApp {
             serde_json::from_str(&text)
                 .unwrap_or_else(|_| panic!("{method} {path}: body is not JSON: {text}"))
         };
-        Reply { status, body }
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str, user: &str) -> Reply {

@@ -9,16 +9,20 @@
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use imagegram::config::ConverterConfig;
+use imagegram::config::{ConverterConfig, Env};
 use imagegram::pipeline::Converter;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     imagegram::telemetry::init();
-    let cfg = ConverterConfig::from_env()?;
+    let cfg = ConverterConfig::load(&Env::from_process())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let converter = Arc::new(Converter::from_config(&cfg, &sdk));
+    let converter = Arc::new(Converter::from_config(
+        &cfg,
+        aws_sdk_s3::Client::new(&sdk),
+        aws_sdk_sqs::Client::new(&sdk),
+    ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let converter = Arc::clone(&converter);
         async move { Ok::<SqsBatchResponse, Error>(converter.handle(event.payload).await) }

@@ -4,22 +4,47 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use imagegram::config::FinalizerConfig;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use imagegram::config::{Env, FinalizerConfig};
 use imagegram::pipeline::Finalizer;
 use imagegram::store::MySqlStore;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tokio::sync::OnceCell;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     imagegram::telemetry::init();
-    let cfg = FinalizerConfig::from_env()?;
-    let finalizer = Arc::new(Finalizer {
-        store: MySqlStore::connect(cfg.database_url.expose(), cfg.db_pool_max)?,
-    });
+    let env = Env::from_process();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    // Loaded on the first batch (the credentials are in Secrets Manager);
+    // while that fails, every message goes back to the queue for a retry.
+    let finalizer = Arc::new(OnceCell::new());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let finalizer = Arc::clone(&finalizer);
-        async move { Ok::<SqsBatchResponse, Error>(finalizer.handle(event.payload).await) }
+        let (finalizer, env, secrets) = (Arc::clone(&finalizer), env.clone(), secrets.clone());
+        async move {
+            let loaded = finalizer
+                .get_or_try_init(|| async move {
+                    let cfg = FinalizerConfig::load(&env, &secrets).await?;
+                    Ok::<_, imagegram::Error>(Finalizer {
+                        store: MySqlStore::connect(&cfg.db, cfg.db_pool_max),
+                    })
+                })
+                .await;
+            Ok::<SqsBatchResponse, Error>(match loaded {
+                Ok(f) => f.handle(event.payload).await,
+                Err(e) => {
+                    tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "configuration not loaded");
+                    let mut retry_all = SqsBatchResponse::default();
+                    for m in event.payload.records {
+                        let mut f = BatchItemFailure::default();
+                        f.item_identifier = m.message_id.unwrap_or_default();
+                        retry_all.batch_item_failures.push(f);
+                    }
+                    retry_all
+                }
+            })
+        }
     }))
     .await
 }

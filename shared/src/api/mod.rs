@@ -26,6 +26,7 @@ use crate::store::Store;
 /// gateway matches requests against this table.
 pub const ROUTES: &[&str] = &[
     "GET /health",
+    "GET /health/dependencies",
     "POST /posts",
     "GET /posts/{id}/upload",
     "POST /posts/{id}/upload/parts",
@@ -49,6 +50,25 @@ pub struct App<S, O> {
     pub store: S,
     pub objects: O,
     pub cursors: CursorCodec,
+    pub limits: Limits,
+}
+
+/// Per-user limits of the API, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long an upload stays open before its post is removed.
+    pub upload_ttl: std::time::Duration,
+    /// Most uploads one user may have open at once.
+    pub max_open_uploads: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            upload_ttl: std::time::Duration::from_secs(6 * 3600),
+            max_open_uploads: 10,
+        }
+    }
 }
 
 /// Serves one API Gateway request. Never fails: every error is a response.
@@ -73,11 +93,18 @@ async fn dispatch<S: Store, O: ObjectStore>(
     req: &Request,
 ) -> Result<Response<Body>, Error> {
     if route == "GET /health" {
-        ops::health(app).await?;
+        // Liveness: public, so it touches nothing behind the function.
         return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
     }
     let caller = caller(req)?;
     match route {
+        "GET /health/dependencies" => {
+            ops::dependencies(app).await?;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "status": "ok", "database": "ok", "object_store": "ok" }),
+            )
+        }
         "GET /posts" => {
             let limit = Limit::parse(query(req, "limit"))?;
             let page = ops::feed(app, query(req, "cursor"), limit).await?;
@@ -244,7 +271,8 @@ fn empty(status: StatusCode) -> Response<Body> {
     resp
 }
 
-/// `{"error": {"code", "message"}}` with the error's status.
+/// `{"error": {"code", "message"}}` with the error's status, and
+/// `Retry-After` on the answers that invite a retry (429, 503).
 pub fn error_response(e: &Error) -> Response<Body> {
     let body = serde_json::json!({ "error": { "code": e.code(), "message": e.public_message() } });
     let mut resp = Response::new(Body::Text(body.to_string()));
@@ -253,26 +281,30 @@ pub fn error_response(e: &Error) -> Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if let Some(secs) = e.retry_after_secs() {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
     resp
 }
 
 impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
-    /// The deployed wiring: MySQL pool and S3 client from the configuration
-    /// and the AWS environment (`sdk`: region, credentials, endpoint), which
-    /// the caller loads once per process.
-    pub fn from_config(
-        cfg: &crate::config::ApiConfig,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<Self, Error> {
-        Ok(App {
-            store: crate::store::MySqlStore::connect(cfg.database_url.expose(), cfg.db_pool_max)?,
+    /// The deployed wiring: the MySQL pool from the configuration, and the
+    /// S3 client the caller built once per process.
+    pub fn from_config(cfg: &crate::config::ApiConfig, s3: aws_sdk_s3::Client) -> Self {
+        App {
+            store: crate::store::MySqlStore::connect(&cfg.db, cfg.db_pool_max),
             objects: crate::objects::S3Objects::new(
-                aws_sdk_s3::Client::new(sdk),
+                s3,
                 cfg.bucket.clone(),
                 cfg.image_base_url.clone(),
                 std::time::Duration::from_secs(cfg.presign_ttl_secs),
             ),
             cursors: CursorCodec::new(cfg.cursor_secret.expose().as_bytes()),
-        })
+            limits: Limits {
+                upload_ttl: std::time::Duration::from_secs(cfg.upload_ttl_secs),
+                max_open_uploads: cfg.max_open_uploads,
+            },
+        }
     }
 }

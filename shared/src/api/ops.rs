@@ -29,7 +29,9 @@ pub struct CommentsPage {
     pub next_cursor: Option<String>,
 }
 
-pub async fn health<S: Store, O: ObjectStore>(app: &App<S, O>) -> Result<(), Error> {
+/// Whether the database and the bucket answer. Behind the authorizer: each
+/// call costs a round trip to both.
+pub async fn dependencies<S: Store, O: ObjectStore>(app: &App<S, O>) -> Result<(), Error> {
     let (db, objects) = tokio::join!(app.store.ping(), app.objects.ping());
     db.and(objects)
 }

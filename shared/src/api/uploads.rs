@@ -29,7 +29,10 @@ pub struct Upload {
     pub upload_id: String,
     pub part_size: u64,
     pub part_count: u32,
+    /// When these URLs expire.
     pub expires_at: String,
+    /// When the upload itself expires: after it, the post is removed.
+    pub upload_expires_at: String,
     pub parts: Vec<PartUrl>,
 }
 
@@ -57,6 +60,13 @@ fn part_count(size: u64, part_size: u64) -> u32 {
     size.div_ceil(part_size) as u32
 }
 
+/// The exact size of part `n` (1-based): full, or the remainder for the
+/// last one.
+fn part_len(n: u32, size: u64, part_size: u64) -> u64 {
+    let start = u64::from(n - 1) * part_size;
+    part_size.min(size.saturating_sub(start))
+}
+
 pub async fn create_post<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
@@ -76,6 +86,23 @@ pub async fn create_post<S: Store, O: ObjectStore>(
         )));
     }
     let caption = Caption::parse(caption)?;
+    let (open, oldest_deadline) = app.store.open_uploads(caller).await?;
+    if open >= u64::from(app.limits.max_open_uploads) {
+        // A slot frees when an upload completes, is aborted, or expires;
+        // the oldest one's deadline is the latest it can take.
+        let wait = oldest_deadline
+            .map(|d| (d - OffsetDateTime::now_utc()).whole_seconds())
+            .unwrap_or(60)
+            .max(1) as u64;
+        return Err(Error::TooManyRequests {
+            message: format!(
+                "at most {} uploads may be open at once; complete or abort one \
+                 (DELETE /posts/{{id}}/upload) first",
+                app.limits.max_open_uploads
+            ),
+            retry_after_secs: wait,
+        });
+    }
     let id = PostId::generate();
     let key = id.original_key();
     let upload_id = app
@@ -90,6 +117,7 @@ pub async fn create_post<S: Store, O: ObjectStore>(
         size_bytes,
         upload_id: upload_id.clone(),
         part_size: PART_SIZE,
+        upload_expires_at: id.created_at() + app.limits.upload_ttl,
     };
     if let Err(e) = app.store.create_post(&new).await {
         // No post, no upload: the lifecycle rule would clean it up in a day,
@@ -97,9 +125,10 @@ pub async fn create_post<S: Store, O: ObjectStore>(
         let _ = app.objects.abort_upload(&key, &upload_id).await;
         return Err(e);
     }
+    let record = new.record();
     let count = part_count(size_bytes, PART_SIZE);
-    let (parts, expires_at) = presign(app, &key, &upload_id, 1..=count).await?;
-    let post = views(app, vec![new.record()]).await?.remove(0);
+    let (parts, expires_at) = presign(app, &record, &upload_id, 1..=count).await?;
+    let post = views(app, vec![record]).await?.remove(0);
     Ok(CreatedPost {
         post,
         upload: Upload {
@@ -107,6 +136,7 @@ pub async fn create_post<S: Store, O: ObjectStore>(
             part_size: PART_SIZE,
             part_count: count,
             expires_at,
+            upload_expires_at: rfc3339(new.upload_expires_at),
             parts,
         },
     })
@@ -151,7 +181,7 @@ pub async fn fresh_urls<S: Store, O: ObjectStore>(
     }
     part_numbers.sort_unstable();
     part_numbers.dedup();
-    let (parts, expires_at) = presign(app, &id.original_key(), &upload_id, part_numbers).await?;
+    let (parts, expires_at) = presign(app, &post, &upload_id, part_numbers).await?;
     Ok(FreshUrls { parts, expires_at })
 }
 
@@ -283,6 +313,10 @@ async fn open_upload<S: Store, O: ObjectStore>(
         ));
     }
     match (post.status, post.upload_id.clone()) {
+        (PostStatus::AwaitingUpload, _) if expired(&post) => Err(Error::Conflict(format!(
+            "the upload expired at {}; create the post again",
+            post.upload_expires_at.map(rfc3339).unwrap_or_default()
+        ))),
         (PostStatus::AwaitingUpload, Some(upload_id)) => Ok((post, upload_id)),
         (status, _) => Err(Error::Conflict(format!(
             "the post is {}; its upload is closed",
@@ -291,24 +325,38 @@ async fn open_upload<S: Store, O: ObjectStore>(
     }
 }
 
+fn expired(post: &PostRecord) -> bool {
+    post.upload_expires_at
+        .is_some_and(|d| d <= OffsetDateTime::now_utc())
+}
+
+/// URLs for these parts, each signed for its exact size, none outliving the
+/// upload's deadline.
 async fn presign<S: Store, O: ObjectStore>(
     app: &App<S, O>,
-    key: &str,
+    post: &PostRecord,
     upload_id: &str,
     numbers: impl IntoIterator<Item = u32>,
 ) -> Result<(Vec<PartUrl>, String), Error> {
-    let expires_at = rfc3339(OffsetDateTime::now_utc() + app.objects.presign_ttl());
+    let now = OffsetDateTime::now_utc();
+    let mut ttl = app.objects.presign_ttl();
+    if let Some(deadline) = post.upload_expires_at {
+        let left = (deadline - now).whole_seconds().max(1) as u64;
+        ttl = ttl.min(std::time::Duration::from_secs(left));
+    }
+    let key = post.id.original_key();
     let mut parts = Vec::new();
     for part_number in numbers {
+        let size = part_len(part_number, post.size_bytes, post.part_size);
         parts.push(PartUrl {
             part_number,
             url: app
                 .objects
-                .presign_part(key, upload_id, part_number)
+                .presign_part(&key, upload_id, part_number, size, ttl)
                 .await?,
         });
     }
-    Ok((parts, expires_at))
+    Ok((parts, rfc3339(now + ttl)))
 }
 
 /// ETags arrive with or without their quotes depending on the client.
@@ -326,6 +374,16 @@ mod tests {
         assert_eq!(part_count(PART_SIZE, PART_SIZE), 1);
         assert_eq!(part_count(PART_SIZE + 1, PART_SIZE), 2);
         assert_eq!(part_count(MAX_IMAGE_BYTES, PART_SIZE), 20);
+    }
+
+    #[test]
+    fn each_part_is_signed_for_its_own_size() {
+        let size = 2 * PART_SIZE + 7;
+        assert_eq!(part_len(1, size, PART_SIZE), PART_SIZE);
+        assert_eq!(part_len(2, size, PART_SIZE), PART_SIZE);
+        assert_eq!(part_len(3, size, PART_SIZE), 7);
+        assert_eq!(part_len(1, 1, PART_SIZE), 1);
+        assert_eq!(part_len(1, PART_SIZE, PART_SIZE), PART_SIZE);
     }
 
     #[test]

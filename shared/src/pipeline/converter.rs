@@ -25,17 +25,21 @@ pub struct Converter {
 }
 
 impl Converter {
-    /// The deployed wiring, from configuration and the AWS environment
-    /// (`sdk`), which the caller loads once per process.
-    pub fn from_config(cfg: &crate::config::ConverterConfig, sdk: &aws_config::SdkConfig) -> Self {
+    /// The deployed wiring: configuration, and the clients the caller built
+    /// once per process.
+    pub fn from_config(
+        cfg: &crate::config::ConverterConfig,
+        s3: aws_sdk_s3::Client,
+        sqs: aws_sdk_sqs::Client,
+    ) -> Self {
         Converter {
             objects: S3Objects::new(
-                aws_sdk_s3::Client::new(sdk),
+                s3,
                 cfg.bucket.clone(),
                 None,
                 std::time::Duration::from_secs(3600),
             ),
-            sqs: aws_sdk_sqs::Client::new(sdk),
+            sqs,
             results_queue_url: cfg.results_queue_url.clone(),
             limits: Limits::default(),
         }

@@ -5,6 +5,8 @@ pub mod mysql;
 
 use std::future::Future;
 
+use time::OffsetDateTime;
+
 use crate::Error;
 use crate::cursor::{CommentsPosition, FeedPosition};
 use crate::domain::{Caption, CommentId, CommentText, PostId, PostStatus, UserId};
@@ -22,6 +24,8 @@ pub struct PostRecord {
     pub size_bytes: u64,
     pub upload_id: Option<String>,
     pub part_size: u64,
+    /// While awaiting its upload: when the upload expires.
+    pub upload_expires_at: Option<OffsetDateTime>,
     pub image_key: Option<String>,
     pub failure_reason: Option<String>,
     pub comment_count: u64,
@@ -66,6 +70,7 @@ pub struct NewPost {
     pub size_bytes: u64,
     pub upload_id: String,
     pub part_size: u64,
+    pub upload_expires_at: OffsetDateTime,
 }
 
 impl NewPost {
@@ -80,6 +85,7 @@ impl NewPost {
             size_bytes: self.size_bytes,
             upload_id: Some(self.upload_id.clone()),
             part_size: self.part_size,
+            upload_expires_at: Some(self.upload_expires_at),
             image_key: None,
             failure_reason: None,
             comment_count: 0,
@@ -143,6 +149,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<DeleteComment, Error>> + Send;
 
     fn create_post(&self, post: &NewPost) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// How many posts of `author` await their upload, and the oldest one's
+    /// upload deadline.
+    fn open_uploads(
+        &self,
+        author: &UserId,
+    ) -> impl Future<Output = Result<(u64, Option<OffsetDateTime>), Error>> + Send;
 
     /// Moves the post from `from` to `to`; false when it was not in `from`
     /// (someone else moved it first).

@@ -4,13 +4,15 @@
 
 use mysql_async::prelude::*;
 use mysql_async::{
-    IsolationLevel, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, TxOpts,
+    IsolationLevel, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts, TxOpts,
 };
 
 use super::{AddComment, CommentRecord, DeleteComment, NewPost, Outcome, PostRecord, Store};
 use crate::Error;
+use crate::config::DbConfig;
 use crate::cursor::{CommentsPosition, FeedPosition};
 use crate::domain::{CommentId, CommentText, PostId, PostStatus, UserId, sql_datetime};
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -34,13 +36,20 @@ pub struct MySqlStore {
 
 impl MySqlStore {
     /// Builds the pool; no connection is made until the first query, so a
-    /// cold start does not wait on the database.
-    pub fn connect(url: &str, max_connections: usize) -> Result<Self, Error> {
-        let opts =
-            Opts::from_url(url).map_err(|e| Error::internal(format!("DATABASE_URL: {e}")))?;
-        let constraints = PoolConstraints::new(0, max_connections.max(1))
-            .ok_or_else(|| Error::internal("DB_POOL_MAX must be at least 1"))?;
-        let opts = OptsBuilder::from_opts(opts)
+    /// cold start does not wait on the database. The options are built from
+    /// fields, never parsed from a URL: any character may be in a password.
+    pub fn connect(db: &DbConfig, max_connections: usize) -> Self {
+        let constraints =
+            PoolConstraints::new(0, max_connections.max(1)).expect("0 <= max connections");
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(db.host.clone())
+            .tcp_port(db.port)
+            .user(Some(db.user.clone()))
+            .pass(Some(db.password.expose().to_owned()))
+            .db_name(Some(db.database.clone()))
+            // rustls, verified against the webpki roots (which RDS Proxy's
+            // ACM certificate chains to).
+            .ssl_opts(db.tls.then(SslOpts::default))
             // No COM_RESET_CONNECTION when a connection goes back to the
             // pool: it would cost a round trip per request and drop the
             // prepared statements, so every query would be prepared anew.
@@ -63,9 +72,9 @@ impl MySqlStore {
             // (1..=100); keep them all prepared.
             .stmt_cache_size(160)
             .tcp_nodelay(true);
-        Ok(MySqlStore {
+        MySqlStore {
             pool: Pool::new(opts),
-        })
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -75,8 +84,8 @@ impl MySqlStore {
 
 macro_rules! post_columns {
     () => {
-        "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, image_key, \
-         failure_reason, comment_count FROM posts "
+        "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
+         upload_expires_at, image_key, failure_reason, comment_count FROM posts "
     };
 }
 
@@ -110,6 +119,9 @@ pub mod sql {
     pub const COMMENTS_AFTER: &str = "SELECT post_id, id, author, content FROM comments \
                                       WHERE post_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
     pub const COMMENT_AUTHOR: &str = "SELECT author FROM comments WHERE post_id = ? AND id = ?";
+    /// Index posts_author_status (author, status): one equality range.
+    pub const OPEN_UPLOADS: &str = "SELECT COUNT(*), MIN(upload_expires_at) FROM posts \
+                                    WHERE author = ? AND status = 'awaiting_upload'";
 }
 
 fn id_bytes(v: Vec<u8>) -> Result<[u8; 16], Error> {
@@ -127,6 +139,7 @@ fn post_from_row(row: Row) -> Result<PostRecord, Error> {
         u64,
         Option<String>,
         u64,
+        Option<PrimitiveDateTime>,
         Option<String>,
         Option<String>,
         u64,
@@ -140,6 +153,7 @@ fn post_from_row(row: Row) -> Result<PostRecord, Error> {
         size_bytes,
         upload_id,
         part_size,
+        upload_expires_at,
         image_key,
         failure_reason,
         comment_count,
@@ -154,6 +168,8 @@ fn post_from_row(row: Row) -> Result<PostRecord, Error> {
         size_bytes,
         upload_id,
         part_size,
+        // Written as UTC (sql_datetime), read back as such.
+        upload_expires_at: upload_expires_at.map(PrimitiveDateTime::assume_utc),
         image_key,
         failure_reason,
         comment_count,
@@ -350,7 +366,7 @@ impl Store for MySqlStore {
         let mut conn = self.pool.get_conn().await?;
         conn.exec_drop(
             "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
-             created_at, updated_at) VALUES (?, ?, ?, 'awaiting_upload', ?, ?, ?, ?, ?, ?)",
+             upload_expires_at, created_at, updated_at) VALUES (?, ?, ?, 'awaiting_upload', ?, ?, ?, ?, ?, ?, ?)",
             (
                 p.id.as_bytes(),
                 p.author.as_str(),
@@ -359,12 +375,22 @@ impl Store for MySqlStore {
                 p.size_bytes,
                 &p.upload_id,
                 p.part_size,
+                sql_datetime(p.upload_expires_at),
                 sql_datetime(p.id.created_at()),
                 sql_datetime(p.id.created_at()),
             ),
         )
         .await?;
         Ok(())
+    }
+
+    async fn open_uploads(&self, author: &UserId) -> Result<(u64, Option<OffsetDateTime>), Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let row: Option<(u64, Option<PrimitiveDateTime>)> = conn
+            .exec_first(sql::OPEN_UPLOADS, (author.as_str(),))
+            .await?;
+        let (count, oldest) = row.unwrap_or((0, None));
+        Ok((count, oldest.map(PrimitiveDateTime::assume_utc)))
     }
 
     async fn transition(

@@ -1,0 +1,291 @@
+//! The whole local stack in one place, for `imagegram-local serve` and the
+//! integration tests alike: the resources of `template.yaml` made in moto
+//! (bucket with the template's CORS rule, queues, notification, secrets),
+//! each function built the way its Lambda `main` builds it (configuration
+//! from the template's `Environment`, read by the same loaders, secrets
+//! from Secrets Manager) with AWS clients that the IAM guard holds to that
+//! function's template policy, and the pipeline's pollers running.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use imagegram::api::App;
+use imagegram::config::{ApiConfig, ConverterConfig, Env, FinalizerConfig};
+use imagegram::objects::S3Objects;
+use imagegram::pipeline::{Converter, Finalizer};
+use imagegram::store::{MySqlStore, migrate};
+
+use crate::bootstrap::{self, Queues};
+use crate::guard::{Guard, Recorder, guarded_http_client};
+use crate::template::{BoxError, Physical, Stack, Template};
+
+/// The functions of the template that the local stack runs.
+pub const FUNCTIONS: &[&str] = &["ApiFunction", "ConverterFunction", "FinalizerFunction"];
+
+/// moto's account.
+pub const ACCOUNT: &str = "123456789012";
+
+/// The MySQL server and database the stack uses.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub name: String,
+}
+
+/// What differs between one local stack and another.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Names the stack: its queues (`<name>-conversion`, ...) and secrets
+    /// (`<name>/database`, ...).
+    pub name: String,
+    pub bucket: String,
+    pub database: Database,
+    /// The template to read (its text may be changed by a test).
+    pub template: TemplateSource,
+    /// Variables set over what the template declares for every function
+    /// (DATABASE_TLS=false locally, a bigger pool, shorter TTLs in tests).
+    pub env: Vec<(String, String)>,
+    /// The queues' visibility timeout (seconds): short in tests, so retries
+    /// take seconds.
+    pub visibility_secs: u32,
+    /// Long-poll wait of the pollers.
+    pub poll_wait: Duration,
+    /// Where the IAM guard appends each call as a JSON line, for
+    /// `imagegram-local iam-report`.
+    pub iam_log: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub enum TemplateSource {
+    Path(PathBuf),
+    Text(String),
+}
+
+impl TemplateSource {
+    pub fn text(&self) -> Result<String, BoxError> {
+        match self {
+            TemplateSource::Path(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()).into()),
+            TemplateSource::Text(t) => Ok(t.clone()),
+        }
+    }
+}
+
+/// A started stack: the API (for a gateway to serve) and what tests look at.
+pub struct Running {
+    pub app: App<MySqlStore, S3Objects>,
+    pub queues: Queues,
+    pub recorder: Recorder,
+    /// The environment each function was configured from.
+    pub function_env: Vec<(String, Env)>,
+}
+
+/// The parts of a started stack before its pipeline runs, for a test that
+/// wants to change the converter first.
+pub struct Parts {
+    pub running: Running,
+    pub converter: Converter,
+    pub finalizer: Finalizer<MySqlStore>,
+    spec: Spec,
+    admin_sqs: aws_sdk_sqs::Client,
+    region: String,
+}
+
+/// Creates the resources and builds the functions. The pollers start with
+/// [`Parts::run_pipeline`].
+pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, BoxError> {
+    // The deployer's clients (CloudFormation's, in AWS): unguarded.
+    let admin_s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let admin_sqs = aws_sdk_sqs::Client::new(sdk);
+    let admin_secrets = aws_sdk_secretsmanager::Client::new(sdk);
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+
+    let text = spec.template.text()?;
+    let queues = bootstrap::queues(&admin_sqs, &spec.name, spec.visibility_secs).await?;
+    let db = &spec.database;
+    let db_secret = bootstrap::secret(
+        &admin_secrets,
+        &format!("{}/database", spec.name),
+        &serde_json::json!({
+            "username": db.user, "password": db.password,
+            "host": db.host, "port": db.port, "dbname": db.name,
+        })
+        .to_string(),
+        false,
+    )
+    .await?;
+    let cursor_secret = bootstrap::secret(
+        &admin_secrets,
+        &format!("{}/cursor-key", spec.name),
+        &random_key(),
+        true,
+    )
+    .await?;
+    let mut stack = Stack::new(&spec.name, ACCOUNT, &region)
+        .resource("ImagesBucket", Physical::bucket(&spec.bucket))
+        .resource("CursorSecret", Physical::secret(&cursor_secret))
+        // No CloudFront locally: images are served by presigned GETs, and
+        // the API's policy is the one the template gives it without a CDN.
+        .parameter("EnableCdn", "false")
+        .parameter("DatabaseSecretArn", &db_secret)
+        .parameter("DatabaseHost", &db.host)
+        .parameter("DatabaseName", &db.name);
+    for id in [
+        "ConversionQueue",
+        "ConversionDeadLetterQueue",
+        "ResultsQueue",
+        "ResultsDeadLetterQueue",
+    ] {
+        let q = queues.by_logical_id(id).expect("known queue");
+        stack = stack.resource(id, Physical::queue(&q.url, &q.arn));
+    }
+    let template = Template::parse(&text, stack)?;
+
+    bootstrap::bucket(&admin_s3, &spec.bucket, &template).await?;
+    bootstrap::notifications(&admin_s3, &spec.bucket, &queues.conversion.arn).await?;
+
+    let recorder = Recorder::new(spec.iam_log.clone());
+    let mut function_env = Vec::new();
+    let mut clients = Vec::new();
+    for function in FUNCTIONS {
+        let env = function_environment(&template, function, &spec.env)?;
+        let guard = Guard::new(
+            function,
+            template.function_policy(function)?,
+            &region,
+            recorder.clone(),
+        );
+        function_env.push((function.to_string(), env));
+        clients.push(Clients::new(sdk, guard));
+    }
+    let env = |i: usize| &function_env[i].1;
+
+    let api = ApiConfig::load(env(0), &clients[0].secrets).await?;
+    let app = App::from_config(&api, clients[0].s3.clone());
+    migrate(app.store.pool()).await?;
+    let converter = Converter::from_config(
+        &ConverterConfig::load(env(1))?,
+        clients[1].s3.clone(),
+        clients[1].sqs.clone(),
+    );
+    let fin = FinalizerConfig::load(env(2), &clients[2].secrets).await?;
+    let finalizer = Finalizer {
+        store: MySqlStore::connect(&fin.db, fin.db_pool_max),
+    };
+    Ok(Parts {
+        running: Running {
+            app,
+            queues,
+            recorder,
+            function_env,
+        },
+        converter,
+        finalizer,
+        spec,
+        admin_sqs,
+        region,
+    })
+}
+
+impl Parts {
+    /// Starts the pollers that play the template's event source mappings.
+    pub fn run_pipeline(self) -> Running {
+        crate::pipeline::spawn(
+            self.admin_sqs,
+            self.region,
+            &self.running.queues,
+            self.converter,
+            self.finalizer,
+            self.spec.poll_wait,
+        );
+        self.running
+    }
+}
+
+/// The clients of one function, held to its policy.
+struct Clients {
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl Clients {
+    fn new(sdk: &aws_config::SdkConfig, guard: Guard) -> Self {
+        let http = guarded_http_client();
+        Clients {
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    // The guard reads bucket and key from the path.
+                    .force_path_style(true)
+                    .http_client(http.clone())
+                    .interceptor(guard.clone())
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .http_client(http.clone())
+                    .interceptor(guard.clone())
+                    .build(),
+            ),
+            secrets: aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(sdk)
+                    .http_client(http)
+                    .interceptor(guard)
+                    .build(),
+            ),
+        }
+    }
+}
+
+/// A function's variables as the template declares them (`Globals`, then
+/// the function's own), resolved for this stack, then `overrides`.
+pub fn function_environment(
+    template: &Template,
+    function: &str,
+    overrides: &[(String, String)],
+) -> Result<Env, BoxError> {
+    let mut env = Env::default();
+    for vars in [
+        &template.doc()["Globals"]["Function"]["Environment"]["Variables"],
+        &template.properties(function)?["Environment"]["Variables"],
+    ] {
+        if vars.is_null() {
+            continue;
+        }
+        let crate::template::Resolved::Map(m) = template.resolve(vars)? else {
+            return Err(format!("{function}: Environment.Variables is not a mapping").into());
+        };
+        for (k, v) in m {
+            let value = match v {
+                crate::template::Resolved::Bool(b) => b.to_string(),
+                other => other
+                    .as_str()
+                    .ok_or_else(|| format!("{function}: {k} is not a string"))?
+                    .to_owned(),
+            };
+            env = env.with(&k, value);
+        }
+    }
+    for (k, v) in overrides {
+        env = env.with(k, v.clone());
+    }
+    Ok(env)
+}
+
+/// 48 random characters for the cursor key, as the template's
+/// `GenerateSecretString` makes in AWS.
+fn random_key() -> String {
+    let mut s = uuid::Uuid::new_v4().simple().to_string();
+    s.push_str(&uuid::Uuid::new_v4().simple().to_string()[..16]);
+    s
+}
