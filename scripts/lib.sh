@@ -89,6 +89,14 @@ GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram'@'localhost';
 CREATE DATABASE IF NOT EXISTS imagegram CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
 SQL
+  # A user whose password holds every character a URL would mangle: the
+  # tests log in with it (tests/integration/config.rs).
+  $SUDO mariadb -uroot <<'SQL'
+CREATE USER IF NOT EXISTS 'imagegram_odd'@'127.0.0.1' IDENTIFIED BY 'p#?/@%:x y';
+CREATE USER IF NOT EXISTS 'imagegram_odd'@'localhost' IDENTIFIED BY 'p#?/@%:x y';
+GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram_odd'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram_odd'@'localhost';
+SQL
 }
 
 moto_up() { curl -fs "http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/" >/dev/null; }
@@ -152,4 +160,21 @@ stop_gateway() {
     rm -f "$STATE/gateway.pid"
     wait_for 50 bash -c "! curl -fs http://$IMAGEGRAM_API_ADDR/health"
   fi
+}
+
+# A local stack of the debug build (which `cargo test` has built) for the
+# suite's outside checks, on its own port, names and database, so it never
+# touches scripts/up's stack. Stopped when the calling script exits.
+TEST_API_ADDR=127.0.0.1:3100
+start_test_stack() {
+  log "starting a test stack on http://$TEST_API_ADDR"
+  $SUDO mariadb -uroot -e "DROP DATABASE IF EXISTS imagegram_ci;
+    CREATE DATABASE imagegram_ci CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+  QUEUE_PREFIX=imagegram-ci BUCKET=imagegram-ci IMAGEGRAM_DB_NAME=imagegram_ci \
+    IMAGEGRAM_API_ADDR=$TEST_API_ADDR \
+    setsid "$ROOT/target/debug/imagegram-local" serve >"$STATE/log/test-stack.log" 2>&1 </dev/null &
+  TEST_STACK_PID=$!
+  trap 'kill $TEST_STACK_PID 2>/dev/null || true' EXIT
+  wait_for 600 curl -fs "http://$TEST_API_ADDR/health" \
+    || { tail -30 "$STATE/log/test-stack.log"; die "the test stack did not come up"; }
 }

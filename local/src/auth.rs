@@ -29,12 +29,6 @@ impl DevAuthorizer {
         }
     }
 
-    pub fn from_env() -> Self {
-        Self::new(
-            &std::env::var("IMAGEGRAM_DEV_JWT_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.into()),
-        )
-    }
-
     /// The claims as API Gateway hands them to the function: every value a
     /// string. `None` for a missing, malformed, badly signed or expired
     /// token, or one without a `sub`.

@@ -100,8 +100,11 @@ struct UrlCache {
     urls: HashMap<String, String>,
 }
 
-/// Bound on cached URLs; the cache starts afresh past it.
-const URL_CACHE_MAX: usize = 100_000;
+/// Bound on cached URLs (~1 KB each: key, URL and map overhead); the cache
+/// starts afresh past it. A feed's hot pages are a few hundred images; the
+/// 1M-post walk in docs/PERFORMANCE.md measured what an unbounded window
+/// costs.
+const URL_CACHE_MAX: usize = 10_000;
 
 impl S3Objects {
     pub fn new(

@@ -3,6 +3,7 @@
 //! database and bucket, so they run in parallel.
 
 mod comments;
+mod config;
 mod events;
 mod explain;
 mod feed;

@@ -142,7 +142,9 @@ pub async fn build_stack(custom: impl FnOnce(&mut Spec)) -> (Parts, Spec) {
     // log (scripts/test reports on it); a test that changed the template
     // expects refusals.
     if matches!(spec.template, TemplateSource::Path(_)) {
-        spec.iam_log = std::env::var_os("IMAGEGRAM_IAM_LOG").map(Into::into);
+        spec.iam_log = std::env::var_os("IMAGEGRAM_IAM_LOG")
+            .filter(|p| !p.is_empty())
+            .map(Into::into);
     }
     let sdk = sdk_config().await;
     let parts = stack::build(spec.clone(), &sdk).await.unwrap_or_else(|e| {
