@@ -154,6 +154,19 @@ start_gateway() {
   wait_for 600 api_up || { tail -30 "$STATE/log/gateway.log"; die "the API did not come up"; }
 }
 
+# Seeds the benchmark dataset into scripts/up's database unless it holds it.
+seed_unless_seeded() {
+  local posts=$1 comments=$2 have
+  have=$(mariadb -N -uimagegram -pimagegram -h127.0.0.1 -P"$IMAGEGRAM_DB_PORT" imagegram \
+    -e "SELECT COUNT(*) FROM posts WHERE caption LIKE '%#seed'" 2>/dev/null || echo 0)
+  if [[ "$have" != "$posts" ]]; then
+    log "seeding $posts posts and $comments comments"
+    "$ROOT/target/release/imagegram-seed" --posts "$posts" --comments "$comments"
+  else
+    log "reusing the seeded dataset ($posts posts)"
+  fi
+}
+
 stop_gateway() {
   if [[ -f "$STATE/gateway.pid" ]]; then
     kill "$(cat "$STATE/gateway.pid")" 2>/dev/null && log "stopped the gateway" || true

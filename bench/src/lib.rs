@@ -30,3 +30,9 @@ pub const TIERS: &[(f64, u64)] = &[
     (0.1, 25),            // 100,000
     (0.5, 1),             // 500,000; the rest (~39%) have none
 ];
+
+/// TLS by aws-lc-rs, the provider the rest of the project uses; reqwest
+/// needs one installed before its first client.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -134,6 +134,13 @@ pub fn without(text: &str, grant: &Grant) -> Result<String, BoxError> {
     };
     let actions = list(&s["Action"]);
     let resources = list(&s["Resource"]);
+    if !actions.iter().any(|a| a.as_str() == Some(action.as_str())) || resource >= resources.len() {
+        return Err(format!(
+            "{}: the statement grants no such action on such a resource",
+            grant.id()
+        )
+        .into());
+    }
     let others: Vec<Value> = actions
         .iter()
         .filter(|a| a.as_str() != Some(action))
@@ -211,5 +218,8 @@ Resources:
         let p = policy(&without(DOC, &g).unwrap());
         assert!(!p.allows("s3:ListBucket", "arn:aws:s3:::b", &[]));
         assert!(p.allows("s3:GetObject", "arn:aws:s3:::b/b/x", &[]));
+        // A grant the statement does not hold is an error, not a guess.
+        assert!(without(DOC, &Grant::parse("Fn/0/1/s3:GetObject/0").unwrap()).is_err());
+        assert!(without(DOC, &Grant::parse("Fn/0/0/s3:GetObject/2").unwrap()).is_err());
     }
 }

@@ -212,7 +212,10 @@ pub async fn spawn_app_spec(custom: impl FnOnce(&mut Spec)) -> TestApp {
         base,
         sqs,
         queues: running.queues,
-        http: reqwest::Client::new(),
+        http: {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            reqwest::Client::new()
+        },
         db,
         database: spec.database,
         s3,

@@ -66,6 +66,7 @@ async fn main() {
     let secret = std::env::var("IMAGEGRAM_DEV_JWT_SECRET")
         .unwrap_or_else(|_| "imagegram-local-dev-secret".into());
     let token = imagegram_local::auth::mint(&secret, "bench-user", Some(24 * 3600));
+    imagegram_bench::install_tls_provider();
     let client = Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)

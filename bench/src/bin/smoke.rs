@@ -30,8 +30,7 @@ fn main() {
         eprintln!("usage: imagegram-smoke API_URL TOKEN");
         std::process::exit(2);
     };
-    // TLS by aws-lc-rs, the provider the rest of the project uses.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    imagegram_bench::install_tls_provider();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let smoke = Smoke {
         api: api.trim_end_matches('/').to_owned(),
