@@ -152,22 +152,9 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
                 return to_hyper(api::error_response(&imagegram::Error::internal(e)));
             }
         };
-        let request_id = event["requestContext"]["requestId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let span = tracing::info_span!("request", request_id, route = route.key);
-        let started = std::time::Instant::now();
-        let resp =
-            tracing::Instrument::instrument(api::handle(&self.app, request), span.clone()).await;
-        span.in_scope(|| {
-            tracing::debug!(
-                status = resp.status().as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-                "served"
-            )
-        });
-        to_hyper(resp)
+        // The handler opens the request's span (API Gateway's request id,
+        // route, post id), as it does in Lambda.
+        to_hyper(api::handle(&self.app, request).await)
     }
 }
 

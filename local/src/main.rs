@@ -79,8 +79,28 @@ fn token(sub: &str, ttl: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Log lines as the functions write them (`RUST_LOG` filters), to the
+/// gateway's log; the same EMF metric lines, flushed every second.
+fn telemetry() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let metrics = imagegram::metrics::init("imagegram-local");
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            imagegram::metrics::flush(metrics);
+        }
+    });
+}
+
 async fn serve() -> Result<(), BoxError> {
-    imagegram::telemetry::init();
+    telemetry();
     let process = Env::from_process();
     let var = |name: &str, default: &str| process.optional(name).unwrap_or_else(|| default.into());
     // The functions' own settings come from template.yaml; these are the

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer};
+use imagegram::queue::SqsResults;
 use imagegram::store::Store;
 
 use crate::bootstrap::Queues;
@@ -32,7 +34,7 @@ pub fn spawn<S: Store>(
     sqs: aws_sdk_sqs::Client,
     region: String,
     queues: &Queues,
-    converter: Converter,
+    converter: Converter<S3Objects, SqsResults>,
     finalizer: Finalizer<S>,
     wait: Duration,
 ) {

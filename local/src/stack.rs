@@ -13,6 +13,7 @@ use imagegram::api::App;
 use imagegram::config::{ApiConfig, ConverterConfig, Env, FinalizerConfig};
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer};
+use imagegram::queue::SqsResults;
 use imagegram::store::{MySqlStore, migrate};
 
 use crate::bootstrap::{self, Queues};
@@ -87,7 +88,7 @@ pub struct Running {
 /// wants to change the converter first.
 pub struct Parts {
     pub running: Running,
-    pub converter: Converter,
+    pub converter: Converter<S3Objects, SqsResults>,
     pub finalizer: Finalizer<MySqlStore>,
     spec: Spec,
     admin_sqs: aws_sdk_sqs::Client,

@@ -14,25 +14,12 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::Error;
-use crate::domain::{CommentId, PostId};
+use crate::domain::{CommentId, CommentsPosition, FeedPosition, PostId};
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 16;
 const KIND_FEED: u8 = b'F';
 const KIND_COMMENTS: u8 = b'C';
-
-/// Where a feed page ended: the last post's `(comment_count, id)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FeedPosition {
-    pub comment_count: u64,
-    pub post_id: PostId,
-}
-
-/// Where a comments page ended: the last comment's id (ids sort by time).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommentsPosition {
-    pub comment_id: CommentId,
-}
 
 /// Signs and checks cursors with the configured secret.
 #[derive(Clone)]

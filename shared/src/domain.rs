@@ -96,8 +96,54 @@ time_ordered_id!(
     CommentId
 );
 
+/// Where a feed page ended: the last post's `(comment_count, id)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedPosition {
+    pub comment_count: u64,
+    pub post_id: PostId,
+}
+
+/// Where a comments page ended: the last comment's id (ids sort by time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommentsPosition {
+    pub comment_id: CommentId,
+}
+
+/// How a conversion ended, as the converter reports it and the finalizer
+/// records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Published { image_key: String },
+    Failed { reason: String },
+}
+
 /// Largest image accepted, declared or actual: 100 MiB.
 pub const MAX_IMAGE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The declared size of an upload: 1 byte to [`MAX_IMAGE_BYTES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageSize(u64);
+
+impl ImageSize {
+    pub fn parse(bytes: u64) -> Result<Self, Error> {
+        if bytes == 0 {
+            return Err(Error::InvalidRequest(
+                "size_bytes must be at least 1".into(),
+            ));
+        }
+        if bytes > MAX_IMAGE_BYTES {
+            return Err(Error::TooLarge(format!(
+                "images may be at most {MAX_IMAGE_BYTES} bytes (100 MiB)"
+            )));
+        }
+        Ok(ImageSize(bytes))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
 
 /// Where originals land; the bucket notifies the conversion queue of this
 /// prefix only, so converted images never retrigger conversion.

@@ -111,6 +111,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "db")]
 impl From<mysql_async::Error> for Error {
     fn from(e: mysql_async::Error) -> Self {
         use mysql_async::Error as E;

@@ -18,23 +18,40 @@
 //! - [`cursor`]: opaque, signed pagination cursors.
 //! - [`store`]: the database capability ([`store::Store`]) and its MySQL
 //!   adapter; all SQL lives in [`store::mysql`]. Schema: `shared/migrations`.
-//! - [`objects`]: the object-store capability and its S3 adapter.
+//! - [`objects`]: the S3 adapter: the API's object-store capability
+//!   ([`objects::ObjectStore`]) and the converter's (originals, converted
+//!   images).
+//! - [`queue`]: the converter's results capability on SQS.
 //! - [`config`]: configuration read once from the environment.
 //! - [`secrets`]: the secrets capability (database credentials, cursor key)
 //!   and its Secrets Manager adapter.
-//! - [`telemetry`]: tracing set up once per process.
+//! - [`metrics`]: what the functions measure, in CloudWatch's Embedded
+//!   Metric Format.
 //! - [`error`]: the crate's one error type and what each variant means for an
 //!   HTTP client.
+//!
+//! Each function enables only the capabilities it uses (cargo features
+//! `api`, `converter`, `finalizer`; see `Cargo.toml`), so the API links no
+//! image codec and the converter no MySQL driver. The arrows run one way:
+//! handlers ([`api::handle`], the pipeline's `handle`s) -> operations ->
+//! capabilities (traits) <- adapters.
 
+#[cfg(feature = "api")]
 pub mod api;
 pub mod config;
+#[cfg(feature = "api")]
 pub mod cursor;
 pub mod domain;
 pub mod error;
+pub mod metrics;
+#[cfg(feature = "s3")]
 pub mod objects;
+#[cfg(feature = "pipeline")]
 pub mod pipeline;
+#[cfg(feature = "converter")]
+pub mod queue;
 pub mod secrets;
+#[cfg(feature = "db")]
 pub mod store;
-pub mod telemetry;
 
 pub use error::Error;

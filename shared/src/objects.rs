@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use crate::Error;
@@ -73,13 +72,6 @@ pub struct UploadedPart {
     pub size: u64,
 }
 
-/// An original as the converter sees it before reading it.
-#[derive(Clone, Debug)]
-pub struct ObjectHead {
-    pub size: u64,
-    pub etag: String,
-}
-
 #[derive(Clone)]
 pub struct S3Objects {
     client: Client,
@@ -122,50 +114,6 @@ impl S3Objects {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    /// Size and ETag, or `None` if there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
-        match self.head_object(key).await? {
-            Head::Found(h) => Ok(Some(ObjectHead {
-                size: h.content_length().unwrap_or(0).max(0) as u64,
-                etag: h.e_tag().unwrap_or_default().to_owned(),
-            })),
-            Head::Missing => Ok(None),
-            // The role may not read it, or (without s3:ListBucket) it is
-            // missing: S3 will not say which. Retried, then dead-lettered.
-            Head::Refused => Err(Error::internal(format!("S3 refused HEAD {key} (403)"))),
-        }
-    }
-
-    /// The ETag of the original a converted image was made from, if that
-    /// image exists.
-    ///
-    /// Only an optimisation (a repeated event skips its work), so when S3
-    /// will not say (403: a role without `s3:ListBucket` gets 403, not 404,
-    /// for a missing key) the answer is "not converted yet", and the
-    /// conversion runs: its PutObject overwrites, which is harmless.
-    pub async fn converted_from(&self, key: &str) -> Result<Option<String>, Error> {
-        Ok(match self.head_object(key).await? {
-            Head::Found(h) => h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned(),
-            Head::Missing => None,
-            Head::Refused => {
-                tracing::warn!(
-                    key,
-                    "HEAD answered 403 (without s3:ListBucket a missing key looks forbidden); \
-                     converting"
-                );
-                None
-            }
-        })
-    }
-
     async fn head_object(&self, key: &str) -> Result<Head, Error> {
         match self
             .client
@@ -182,43 +130,6 @@ impl S3Objects {
             }
             Err(e) => Err(s3_error(e)),
         }
-    }
-
-    /// An object's body as it downloads, so a 100 MiB original is never held
-    /// whole. `etag` pins the version that was checked: if the object was
-    /// replaced since, S3 answers 412 and the caller retries.
-    pub async fn open(&self, key: &str, etag: &str) -> Result<ByteStream, Error> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .if_match(etag)
-            .send()
-            .await
-            .map_err(s3_error)?;
-        Ok(out.body)
-    }
-
-    /// Stores a converted JPEG, remembering which original it came from.
-    pub async fn put_converted(
-        &self,
-        key: &str,
-        jpeg: Vec<u8>,
-        source_etag: &str,
-    ) -> Result<(), Error> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("image/jpeg")
-            .cache_control("public, max-age=31536000, immutable")
-            .metadata(SOURCE_ETAG, source_etag)
-            .body(ByteStream::from(jpeg))
-            .send()
-            .await
-            .map_err(s3_error)?;
-        Ok(())
     }
 
     /// Presigning starts at the top of the current window (one TTL long) and
@@ -241,6 +152,89 @@ impl S3Objects {
             .expires_in(Duration::from_secs(2 * ttl))
             .build()
             .map_err(Error::internal)
+    }
+}
+
+/// The converter's view of the bucket: originals to read, converted images
+/// to write.
+#[cfg(feature = "converter")]
+mod converter_adapter {
+    use std::io::Read;
+
+    use aws_sdk_s3::primitives::ByteStream;
+    use tokio_util::io::SyncIoBridge;
+
+    use super::{Head, S3Objects, SOURCE_ETAG, s3_error};
+    use crate::Error;
+    use crate::pipeline::converter::{ConvertedImages, ObjectHead, Originals};
+
+    impl Originals for S3Objects {
+        async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
+            match self.head_object(key).await? {
+                Head::Found(h) => Ok(Some(ObjectHead {
+                    size: h.content_length().unwrap_or(0).max(0) as u64,
+                    etag: h.e_tag().unwrap_or_default().to_owned(),
+                })),
+                Head::Missing => Ok(None),
+                // The role may not read it, or (without s3:ListBucket) it is
+                // missing: S3 will not say which. Retried, then dead-lettered.
+                Head::Refused => Err(Error::internal(format!("S3 refused HEAD {key} (403)"))),
+            }
+        }
+
+        /// The body as it downloads, so a 100 MiB original is never held
+        /// whole. `etag` pins the version that was checked: if the object
+        /// was replaced since, S3 answers 412 and the message is retried.
+        async fn open(&self, key: &str, etag: &str) -> Result<Box<dyn Read + Send>, Error> {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .if_match(etag)
+                .send()
+                .await
+                .map_err(s3_error)?;
+            // Read on a blocking thread, each read waiting on the download.
+            Ok(Box::new(SyncIoBridge::new(out.body.into_async_read())))
+        }
+    }
+
+    impl ConvertedImages for S3Objects {
+        /// Only an optimisation (a repeated event skips its work), so when
+        /// S3 will not say (403: a role without `s3:ListBucket` gets 403,
+        /// not 404, for a missing key) the answer is "not converted yet",
+        /// and the conversion runs: its PutObject overwrites, which is
+        /// harmless.
+        async fn source_of(&self, key: &str) -> Result<Option<String>, Error> {
+            Ok(match self.head_object(key).await? {
+                Head::Found(h) => h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned(),
+                Head::Missing => None,
+                Head::Refused => {
+                    tracing::warn!(
+                        key,
+                        "HEAD answered 403 (without s3:ListBucket a missing key looks \
+                         forbidden); converting"
+                    );
+                    None
+                }
+            })
+        }
+
+        async fn store(&self, key: &str, jpeg: Vec<u8>, source_etag: &str) -> Result<(), Error> {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type("image/jpeg")
+                .cache_control("public, max-age=31536000, immutable")
+                .metadata(SOURCE_ETAG, source_etag)
+                .body(ByteStream::from(jpeg))
+                .send()
+                .await
+                .map_err(s3_error)?;
+            Ok(())
+        }
     }
 }
 
@@ -514,11 +508,13 @@ mod tests {
         )
     }
 
+    #[cfg(feature = "converter")]
     #[tokio::test]
     async fn a_403_from_the_already_converted_probe_means_convert_not_fail() {
+        use crate::pipeline::converter::{ConvertedImages, Originals};
         // What S3 answers a role without s3:ListBucket for a missing key.
         let s3 = s3_answering(403);
-        assert_eq!(s3.converted_from("converted/x.jpg").await.unwrap(), None);
+        assert_eq!(s3.source_of("converted/x.jpg").await.unwrap(), None);
         // The original itself refused is not "missing" (which would fail
         // the post at once): an error, so the message is retried.
         assert!(matches!(
@@ -527,12 +523,12 @@ mod tests {
         ));
 
         let s3 = s3_answering(404);
-        assert_eq!(s3.converted_from("converted/x.jpg").await.unwrap(), None);
+        assert_eq!(s3.source_of("converted/x.jpg").await.unwrap(), None);
         assert!(s3.head("originals/x").await.unwrap().is_none());
 
         let s3 = s3_answering(503);
         assert!(matches!(
-            s3.converted_from("converted/x.jpg").await,
+            s3.source_of("converted/x.jpg").await,
             Err(Error::Unavailable { .. })
         ));
     }

@@ -12,6 +12,7 @@ pub trait SecretReader: Sync {
     fn read(&self, arn: &str) -> impl Future<Output = Result<String, Error>> + Send;
 }
 
+#[cfg(feature = "secrets")]
 impl SecretReader for aws_sdk_secretsmanager::Client {
     async fn read(&self, arn: &str) -> Result<String, Error> {
         use aws_sdk_secretsmanager::error::SdkError;

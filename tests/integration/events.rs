@@ -133,9 +133,8 @@ async fn every_converter_event_file_runs_through_the_converter() {
         .collect();
     assert_eq!(
         bodies,
-        [
-            serde_json::json!({ "post_id": POST, "outcome": "published", "image_key": format!("converted/{POST}.jpg") })
-        ]
+        [serde_json::json!({ "post_id": POST, "outcome": "published",
+            "image_key": format!("converted/{POST}.jpg"), "uploaded_at": "2026-11-25T10:00:00.000Z" })]
     );
     assert!(
         s3.head_object()

@@ -118,7 +118,7 @@ async fn bad_feed_parameters_are_400() {
     }
     // A cursor signed by another deployment.
     let foreign = imagegram::cursor::CursorCodec::new(b"another-secret").encode_feed(
-        imagegram::cursor::FeedPosition {
+        imagegram::domain::FeedPosition {
             comment_count: 1,
             post_id: imagegram::domain::PostId::generate(),
         },

@@ -3,6 +3,7 @@
 //! 403-for-a-missing-key rule, which moto does not apply, is.
 
 use imagegram::domain::PostId;
+use imagegram::pipeline::converter::{ConvertedImages, Originals};
 use imagegram::pipeline::finalizer::GAVE_UP;
 use imagegram_local::grants::{Grant, without};
 use imagegram_local::stack::TemplateSource;
@@ -86,12 +87,7 @@ async fn without_list_bucket_a_missing_key_answers_403_as_in_s3() {
     // The "already converted?" probe takes that 403 as "not yet".
     let probe = PostId::generate().converted_key();
     assert_eq!(
-        parts
-            .converter
-            .objects
-            .converted_from(&probe)
-            .await
-            .unwrap(),
+        parts.converter.objects.source_of(&probe).await.unwrap(),
         None
     );
 }

@@ -9,6 +9,7 @@ mod explain;
 mod feed;
 mod iam;
 mod identity;
+mod metrics;
 mod pipeline;
 mod posts;
 mod template;

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     match convert_reader(BufReader::with_capacity(1 << 20, file), &Limits::default()) {
-        Ok(jpeg) => match std::fs::write(output, jpeg) {
+        Ok(converted) => match std::fs::write(output, converted.jpeg) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{output}: {e}");

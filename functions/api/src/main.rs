@@ -11,7 +11,10 @@ use tokio::sync::OnceCell;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    imagegram::telemetry::init();
+    // The runtime's own setup: it honours the function's LoggingConfig
+    // (AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL).
+    lambda_http::tracing::init_default_subscriber();
+    let metrics = imagegram::metrics::init("imagegram-api");
     let env = Env::from_process();
     // Built once per container and lent to every invocation.
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -31,13 +34,15 @@ async fn main() -> Result<(), Error> {
                     Ok::<_, imagegram::Error>(App::from_config(&cfg, s3))
                 })
                 .await;
-            Ok::<_, Infallible>(match loaded {
+            let resp = match loaded {
                 Ok(app) => api::handle(app, req).await,
                 Err(e) => {
                     tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "configuration not loaded");
                     api::error_response(&e)
                 }
-            })
+            };
+            imagegram::metrics::flush(metrics);
+            Ok::<_, Infallible>(resp)
         }
     }))
     .await

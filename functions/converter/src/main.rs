@@ -15,7 +15,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    imagegram::telemetry::init();
+    lambda_runtime::tracing::init_default_subscriber();
+    let metrics = imagegram::metrics::init("imagegram-converter");
     let cfg = ConverterConfig::load(&Env::from_process())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let converter = Arc::new(Converter::from_config(
@@ -25,7 +26,11 @@ async fn main() -> Result<(), Error> {
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let converter = Arc::clone(&converter);
-        async move { Ok::<SqsBatchResponse, Error>(converter.handle(event.payload).await) }
+        async move {
+            let response = converter.handle(event.payload).await;
+            imagegram::metrics::flush(metrics);
+            Ok::<SqsBatchResponse, Error>(response)
+        }
     }))
     .await
 }

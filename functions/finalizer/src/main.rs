@@ -13,7 +13,8 @@ use tokio::sync::OnceCell;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    imagegram::telemetry::init();
+    lambda_runtime::tracing::init_default_subscriber();
+    let metrics = imagegram::metrics::init("imagegram-finalizer");
     let env = Env::from_process();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
@@ -31,7 +32,7 @@ async fn main() -> Result<(), Error> {
                     })
                 })
                 .await;
-            Ok::<SqsBatchResponse, Error>(match loaded {
+            let response = match loaded {
                 Ok(f) => f.handle(event.payload).await,
                 Err(e) => {
                     tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "configuration not loaded");
@@ -43,7 +44,9 @@ async fn main() -> Result<(), Error> {
                     }
                     retry_all
                 }
-            })
+            };
+            imagegram::metrics::flush(metrics);
+            Ok::<SqsBatchResponse, Error>(response)
         }
     }))
     .await

@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::cursor::CursorCodec;
-use crate::domain::{CommentId, Limit, PostId, UserId};
+use crate::domain::{
+    Caption, CommentId, CommentText, ImageFormat, ImageSize, Limit, PostId, UserId,
+};
 use crate::objects::ObjectStore;
 use crate::store::Store;
 
@@ -74,17 +76,34 @@ impl Default for Limits {
 /// Serves one API Gateway request. Never fails: every error is a response.
 pub async fn handle<S: Store, O: ObjectStore>(app: &App<S, O>, req: Request) -> Response<Body> {
     let route = route_key(&req).unwrap_or_default();
-    match dispatch(app, &route, &req).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::error!(route, error = %e, cause = ?std::error::Error::source(&e), "request failed");
-            } else {
-                tracing::info!(route, status = e.status().as_u16(), error = %e, "request refused");
+    let started = std::time::Instant::now();
+    // Every line of the request carries API Gateway's request id (the one
+    // clients and access logs see) and, once parsed, the post's id.
+    let span = tracing::info_span!(
+        "request",
+        request_id = gateway_request_id(&req).unwrap_or_default(),
+        route = route.as_str(),
+        post_id = tracing::field::Empty,
+    );
+    let resp = tracing::Instrument::instrument(
+        async {
+            match dispatch(app, &route, &req).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    if e.status().is_server_error() {
+                        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "request failed");
+                    } else {
+                        tracing::info!(status = e.status().as_u16(), error = %e, "request refused");
+                    }
+                    error_response(&e)
+                }
             }
-            error_response(&e)
-        }
-    }
+        },
+        span,
+    )
+    .await;
+    crate::metrics::api_request(&route, resp.status().as_u16(), started.elapsed());
+    resp
 }
 
 async fn dispatch<S: Store, O: ObjectStore>(
@@ -107,7 +126,10 @@ async fn dispatch<S: Store, O: ObjectStore>(
         }
         "GET /posts" => {
             let limit = Limit::parse(query(req, "limit"))?;
-            let page = ops::feed(app, query(req, "cursor"), limit).await?;
+            let after = query(req, "cursor")
+                .map(|c| app.cursors.decode_feed(c))
+                .transpose()?;
+            let page = ops::feed(app, after, limit).await?;
             json(StatusCode::OK, &page)
         }
         "POST /posts" => {
@@ -119,14 +141,11 @@ async fn dispatch<S: Store, O: ObjectStore>(
                 size_bytes: u64,
             }
             let input: Input = body(req)?;
-            let created = uploads::create_post(
-                app,
-                &caller,
-                input.caption,
-                &input.content_type,
-                input.size_bytes,
-            )
-            .await?;
+            // In this order: an unsupported type is a 415 whatever the size.
+            let format = ImageFormat::from_content_type(&input.content_type)?;
+            let size = ImageSize::parse(input.size_bytes)?;
+            let caption = Caption::parse(input.caption)?;
+            let created = uploads::create_post(app, &caller, caption, format, size).await?;
             json(StatusCode::CREATED, &created)
         }
         "GET /posts/{id}/upload" => {
@@ -180,13 +199,19 @@ async fn dispatch<S: Store, O: ObjectStore>(
             }
             let post = post_id(req)?;
             let input: Input = body(req)?;
-            let comment = ops::add_comment(app, &caller, post, &input.content).await?;
+            let content = CommentText::parse(&input.content)?;
+            let comment = ops::add_comment(app, &caller, post, content).await?;
             json(StatusCode::CREATED, &comment)
         }
         "GET /posts/{id}/comments" => {
             let post = post_id(req)?;
             let limit = Limit::parse(query(req, "limit"))?;
-            let page = ops::list_comments(app, &caller, post, query(req, "cursor"), limit).await?;
+            // Decoded before the post is looked up: a bad cursor is a 400
+            // whatever the post.
+            let after = query(req, "cursor")
+                .map(|c| app.cursors.decode_comments(post, c))
+                .transpose()?;
+            let page = ops::list_comments(app, &caller, post, after, limit).await?;
             json(StatusCode::OK, &page)
         }
         "DELETE /posts/{id}/comments/{comment_id}" => {
@@ -227,9 +252,20 @@ fn path<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 fn post_id(req: &Request) -> Result<PostId, Error> {
-    path(req, "id")
+    let id = path(req, "id")
         .and_then(PostId::parse)
-        .ok_or(Error::NotFound("no such post"))
+        .ok_or(Error::NotFound("no such post"))?;
+    tracing::Span::current().record("post_id", tracing::field::display(id));
+    Ok(id)
+}
+
+/// API Gateway's id of the request (`requestContext.requestId`).
+fn gateway_request_id(req: &Request) -> Option<String> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.request_id.clone(),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
 }
 
 fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {

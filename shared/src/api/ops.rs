@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::App;
 use crate::Error;
-use crate::cursor::{CommentsPosition, FeedPosition};
 use crate::domain::{
-    Comment, CommentId, CommentText, Limit, Post, PostId, PostStatus, UserId, rfc3339,
+    Comment, CommentId, CommentText, CommentsPosition, FeedPosition, Limit, Post, PostId,
+    PostStatus, UserId, rfc3339,
 };
 use crate::objects::ObjectStore;
 use crate::store::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
@@ -38,10 +38,9 @@ pub async fn dependencies<S: Store, O: ObjectStore>(app: &App<S, O>) -> Result<(
 
 pub async fn feed<S: Store, O: ObjectStore>(
     app: &App<S, O>,
-    cursor: Option<&str>,
+    after: Option<FeedPosition>,
     limit: Limit,
 ) -> Result<FeedPage, Error> {
-    let after = cursor.map(|c| app.cursors.decode_feed(c)).transpose()?;
     let (rows, last) = page(app.store.feed_page(after, limit.get() + 1).await?, limit);
     let next_cursor = last.map(|p| {
         app.cursors.encode_feed(FeedPosition {
@@ -69,9 +68,8 @@ pub async fn add_comment<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     post: PostId,
-    content: &str,
+    content: CommentText,
 ) -> Result<Comment, Error> {
-    let content = CommentText::parse(content)?;
     let id = CommentId::generate();
     match app.store.add_comment(post, id, caller, &content).await? {
         AddComment::Added => Ok(comment_view(CommentRecord {
@@ -96,13 +94,9 @@ pub async fn list_comments<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     post: PostId,
-    cursor: Option<&str>,
+    after: Option<CommentsPosition>,
     limit: Limit,
 ) -> Result<CommentsPage, Error> {
-    // Decode first: a bad cursor is a 400 whatever the post.
-    let after = cursor
-        .map(|c| app.cursors.decode_comments(post, c))
-        .transpose()?;
     visible_post(app, caller, post).await?;
     let (rows, last) = page(
         app.store

@@ -9,7 +9,7 @@ use super::App;
 use super::ops::views;
 use crate::Error;
 use crate::domain::{
-    Caption, ImageFormat, MAX_IMAGE_BYTES, Post, PostId, PostStatus, UserId, rfc3339,
+    Caption, ImageFormat, ImageSize, MAX_IMAGE_BYTES, Post, PostId, PostStatus, UserId, rfc3339,
 };
 use crate::objects::{ObjectStore, UploadedPart};
 use crate::store::{NewPost, PostRecord, Store};
@@ -70,22 +70,11 @@ fn part_len(n: u32, size: u64, part_size: u64) -> u64 {
 pub async fn create_post<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
-    caption: String,
-    content_type: &str,
-    size_bytes: u64,
+    caption: Caption,
+    format: ImageFormat,
+    size: ImageSize,
 ) -> Result<CreatedPost, Error> {
-    let format = ImageFormat::from_content_type(content_type)?;
-    if size_bytes == 0 {
-        return Err(Error::InvalidRequest(
-            "size_bytes must be at least 1".into(),
-        ));
-    }
-    if size_bytes > MAX_IMAGE_BYTES {
-        return Err(Error::TooLarge(format!(
-            "images may be at most {MAX_IMAGE_BYTES} bytes (100 MiB)"
-        )));
-    }
-    let caption = Caption::parse(caption)?;
+    let size_bytes = size.get();
     let (open, oldest_deadline) = app.store.open_uploads(caller).await?;
     if open >= u64::from(app.limits.max_open_uploads) {
         // A slot frees when an upload completes, is aborted, or expires;

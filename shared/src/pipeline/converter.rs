@@ -2,29 +2,75 @@
 //! images and results out. Permanent failures (not an image, corrupt, too
 //! big) become a `failed` result at once; transient ones (S3 or SQS
 //! unreachable) put the message back for a retry through the batch response.
+//!
+//! What it needs from the outside is three small capabilities, [`Originals`],
+//! [`ConvertedImages`] and [`Results`]; `objects::S3Objects` and
+//! `queue::SqsResults` are their adapters, fakes stand in for them in the
+//! unit tests below.
 
+use std::future::Future;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use tokio_util::io::SyncIoBridge;
 
 use super::convert::{self, Limits};
 use super::messages::{self, Body, ConversionResult};
 use crate::Error;
-use crate::domain::{MAX_IMAGE_BYTES, PostId};
-use crate::objects::S3Objects;
-use crate::store::Outcome;
+use crate::domain::{MAX_IMAGE_BYTES, Outcome, PostId};
 
-pub struct Converter {
-    pub objects: S3Objects,
-    pub sqs: aws_sdk_sqs::Client,
-    /// Where results go: the finalizer's queue.
-    pub results_queue_url: String,
+/// An original as the converter sees it before reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: String,
+}
+
+/// Where the uploaded originals are.
+pub trait Originals: Send + Sync + 'static {
+    /// Size and ETag, or `None` when there is no such object.
+    fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectHead>, Error>> + Send;
+
+    /// The original's bytes as they download, for a decoder reading on a
+    /// blocking thread; pinned to `etag` (the version that was checked).
+    fn open(
+        &self,
+        key: &str,
+        etag: &str,
+    ) -> impl Future<Output = Result<Box<dyn Read + Send>, Error>> + Send;
+}
+
+/// Where converted images go.
+pub trait ConvertedImages: Send + Sync + 'static {
+    /// The ETag of the original the image at `key` was made from, if it
+    /// exists: a repeated event finds its work done.
+    fn source_of(&self, key: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+
+    /// Stores the JPEG, remembering its original's ETag.
+    fn store(
+        &self,
+        key: &str,
+        jpeg: Vec<u8>,
+        source_etag: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Where results go: the finalizer's queue.
+pub trait Results: Send + Sync + 'static {
+    fn send(&self, result: &ConversionResult) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+pub struct Converter<S, R> {
+    /// Originals and converted images (one bucket).
+    pub objects: S,
+    pub results: R,
+    /// Events of other buckets are ignored.
+    pub bucket: String,
     pub limits: Limits,
 }
 
-impl Converter {
+impl Converter<crate::objects::S3Objects, crate::queue::SqsResults> {
     /// The deployed wiring: configuration, and the clients the caller built
     /// once per process.
     pub fn from_config(
@@ -33,24 +79,30 @@ impl Converter {
         sqs: aws_sdk_sqs::Client,
     ) -> Self {
         Converter {
-            objects: S3Objects::new(
+            // Never presigns: the TTL is unused.
+            objects: crate::objects::S3Objects::new(
                 s3,
                 cfg.bucket.clone(),
                 None,
                 std::time::Duration::from_secs(3600),
             ),
-            sqs,
-            results_queue_url: cfg.results_queue_url.clone(),
+            results: crate::queue::SqsResults {
+                client: sqs,
+                queue_url: cfg.results_queue_url.clone(),
+            },
+            bucket: cfg.bucket.clone(),
             limits: Limits::default(),
         }
     }
+}
 
+impl<S: Originals + ConvertedImages, R: Results> Converter<S, R> {
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         super::each_message(self, event).await
     }
 }
 
-impl super::Process for Converter {
+impl<S: Originals + ConvertedImages, R: Results> super::Process for Converter<S, R> {
     async fn process(&self, body: &str) -> Result<(), Error> {
         let notification = match messages::parse(body) {
             Body::S3(n) => n,
@@ -69,7 +121,7 @@ impl super::Process for Converter {
             .filter(|r| r.is_object_created())
         {
             let key = record.key();
-            if record.s3.bucket.name != self.objects.bucket() {
+            if record.s3.bucket.name != self.bucket {
                 tracing::warn!(
                     bucket = record.s3.bucket.name,
                     "event of another bucket; ignored"
@@ -80,51 +132,55 @@ impl super::Process for Converter {
                 tracing::warn!(key, "not an original's key; ignored");
                 continue;
             };
+            tracing::Span::current().record("post_id", tracing::field::display(post));
             let outcome = self.convert(post, &key).await?;
             match &outcome {
-                Outcome::Published { image_key } => tracing::info!(%post, image_key, "converted"),
-                Outcome::Failed { reason } => tracing::info!(%post, reason, "refused"),
+                Outcome::Published { image_key } => tracing::info!(image_key, "converted"),
+                Outcome::Failed { reason } => tracing::info!(reason, "refused"),
             }
-            let body = serde_json::to_string(&ConversionResult {
-                post_id: post,
-                outcome,
-            })
-            .map_err(Error::internal)?;
-            self.sqs
-                .send_message()
-                .queue_url(&self.results_queue_url)
-                .message_body(body)
-                .send()
-                .await
-                .map_err(|e| Error::unavailable("results queue", e))?;
+            self.results
+                .send(&ConversionResult {
+                    post_id: post,
+                    outcome,
+                    uploaded_at: record.event_time.clone(),
+                })
+                .await?;
         }
         Ok(())
     }
 }
 
-impl Converter {
+impl<S: Originals + ConvertedImages, R: Results> Converter<S, R> {
     async fn convert(&self, post: PostId, key: &str) -> Result<Outcome, Error> {
-        let failed = |reason: String| Ok(Outcome::Failed { reason });
+        let started = Instant::now();
+        let refused = |reason: String, size: u64| {
+            crate::metrics::conversion("unknown", "refused", started.elapsed(), size, None);
+            Ok(Outcome::Failed { reason })
+        };
         let Some(head) = self.objects.head(key).await? else {
-            return failed("the uploaded original is missing".into());
+            return refused("the uploaded original is missing".into(), 0);
         };
         if head.size > MAX_IMAGE_BYTES {
-            return failed(format!(
-                "the image is {} bytes; at most {MAX_IMAGE_BYTES} (100 MiB) is accepted",
-                head.size
-            ));
+            return refused(
+                format!(
+                    "the image is {} bytes; at most {MAX_IMAGE_BYTES} (100 MiB) is accepted",
+                    head.size
+                ),
+                head.size,
+            );
         }
         let image_key = post.converted_key();
         // A repeated event (S3 delivers at least once; moto twice per
         // multipart upload) finds its work done.
-        if self.objects.converted_from(&image_key).await?.as_deref() == Some(head.etag.as_str()) {
+        if self.objects.source_of(&image_key).await?.as_deref() == Some(head.etag.as_str()) {
+            tracing::info!("already converted from this original");
             return Ok(Outcome::Published { image_key });
         }
         let body = self.objects.open(key, &head.etag).await?;
         // The decoders read synchronously on a blocking thread, pulling the
-        // body through a bridge as they go: download and decoding overlap,
-        // and memory holds a buffer, not the file.
-        let download = Download::new(SyncIoBridge::new(body.into_async_read()));
+        // body as they go: download and decoding overlap, and memory holds a
+        // buffer, not the file.
+        let download = Download::new(body);
         let broken = download.broken.clone();
         let limits = self.limits;
         // CPU-bound, and a decoder may panic on hostile input: a blocking
@@ -143,15 +199,24 @@ impl Converter {
         if let Some(e) = broken.lock().expect("download error lock").take() {
             return Err(Error::unavailable("object store", e));
         }
-        let jpeg = match converted {
-            Ok(Ok(jpeg)) => jpeg,
-            Ok(Err(rejection)) => return failed(rejection.0),
-            Err(e) if e.is_panic() => return failed("the image could not be decoded".into()),
+        let converted = match converted {
+            Ok(Ok(c)) => c,
+            Ok(Err(rejection)) => return refused(rejection.0, head.size),
+            Err(e) if e.is_panic() => {
+                return refused("the image could not be decoded".into(), head.size);
+            }
             Err(e) => return Err(Error::internal(e)),
         };
         self.objects
-            .put_converted(&image_key, jpeg, &head.etag)
+            .store(&image_key, converted.jpeg, &head.etag)
             .await?;
+        crate::metrics::conversion(
+            converted.format,
+            "published",
+            started.elapsed(),
+            head.size,
+            Some(converted.pixels),
+        );
         Ok(Outcome::Published { image_key })
     }
 }
@@ -183,6 +248,8 @@ impl<R: Read> Read for Download<R> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     /// Hands out `good` bytes, then fails like a dropped connection.
@@ -231,5 +298,241 @@ mod tests {
             flag.lock().unwrap().is_none(),
             "a short file is not a broken download"
         );
+    }
+
+    /// A bucket in memory, counting what the converter asks of it.
+    #[derive(Default)]
+    struct Bucket {
+        originals: Mutex<HashMap<String, (Vec<u8>, String)>>,
+        converted: Mutex<HashMap<String, (Vec<u8>, String)>>,
+        /// Fail every call with a transient error.
+        down: bool,
+        /// Downloads break after this many bytes.
+        break_after: Option<usize>,
+        opened: Mutex<u32>,
+    }
+
+    impl Bucket {
+        fn with_original(key: &str, bytes: Vec<u8>) -> Self {
+            let b = Bucket::default();
+            b.originals
+                .lock()
+                .unwrap()
+                .insert(key.into(), (bytes, "\"etag-1\"".into()));
+            b
+        }
+
+        fn check(&self) -> Result<(), Error> {
+            if self.down {
+                return Err(Error::unavailable("object store", "connection refused"));
+            }
+            Ok(())
+        }
+    }
+
+    impl Originals for Bucket {
+        async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
+            self.check()?;
+            Ok(self
+                .originals
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|(b, e)| ObjectHead {
+                    size: b.len() as u64,
+                    etag: e.clone(),
+                }))
+        }
+
+        async fn open(&self, key: &str, etag: &str) -> Result<Box<dyn Read + Send>, Error> {
+            self.check()?;
+            *self.opened.lock().unwrap() += 1;
+            let (bytes, e) = self.originals.lock().unwrap()[key].clone();
+            assert_eq!(e, etag, "opened the version that was checked");
+            Ok(match self.break_after {
+                Some(n) => Box::new(Flaky {
+                    good: bytes[..n].to_vec(),
+                }),
+                None => Box::new(std::io::Cursor::new(bytes)),
+            })
+        }
+    }
+
+    impl ConvertedImages for Bucket {
+        async fn source_of(&self, key: &str) -> Result<Option<String>, Error> {
+            self.check()?;
+            Ok(self
+                .converted
+                .lock()
+                .unwrap()
+                .get(key)
+                .map(|(_, e)| e.clone()))
+        }
+
+        async fn store(&self, key: &str, jpeg: Vec<u8>, source_etag: &str) -> Result<(), Error> {
+            self.check()?;
+            self.converted
+                .lock()
+                .unwrap()
+                .insert(key.into(), (jpeg, source_etag.into()));
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Sent(Mutex<Vec<ConversionResult>>);
+
+    impl Results for Sent {
+        async fn send(&self, result: &ConversionResult) -> Result<(), Error> {
+            self.0.lock().unwrap().push(result.clone());
+            Ok(())
+        }
+    }
+
+    fn event(bucket: &str, key: &str) -> SqsEvent {
+        let body = serde_json::json!({ "Records": [{
+            "eventName": "ObjectCreated:CompleteMultipartUpload",
+            "eventTime": "2026-11-26T10:00:00.000Z",
+            "s3": { "bucket": { "name": bucket }, "object": { "key": key } } }] });
+        serde_json::from_value(serde_json::json!({ "Records": [{
+            "messageId": "m-1", "body": body.to_string(),
+            "attributes": { "SentTimestamp": "1795600800000" } }] }))
+        .unwrap()
+    }
+
+    fn png() -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    fn converter(objects: Bucket) -> Converter<Bucket, Sent> {
+        Converter {
+            objects,
+            results: Sent::default(),
+            bucket: "b".into(),
+            limits: Limits::default(),
+        }
+    }
+
+    async fn run(c: &Converter<Bucket, Sent>, key: &str) -> (bool, Vec<ConversionResult>) {
+        let response = c.handle(event("b", key)).await;
+        let retried = !response.batch_item_failures.is_empty();
+        (retried, c.results.0.lock().unwrap().clone())
+    }
+
+    fn key() -> (PostId, String) {
+        let post = PostId::generate();
+        (post, post.original_key())
+    }
+
+    #[tokio::test]
+    async fn an_image_is_converted_stored_and_reported_with_its_upload_time() {
+        let (post, key) = key();
+        let c = converter(Bucket::with_original(&key, png()));
+        let (retried, sent) = run(&c, &key).await;
+        assert!(!retried);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].post_id, post);
+        assert_eq!(
+            sent[0].outcome,
+            Outcome::Published {
+                image_key: post.converted_key()
+            }
+        );
+        assert_eq!(
+            sent[0].uploaded_at.as_deref(),
+            Some("2026-11-26T10:00:00.000Z")
+        );
+        let stored = c.objects.converted.lock().unwrap()[&post.converted_key()].clone();
+        assert_eq!(stored.1, "\"etag-1\"");
+        assert_eq!(&stored.0[..2], b"\xFF\xD8", "a JPEG");
+    }
+
+    #[tokio::test]
+    async fn a_repeated_event_finds_its_work_done_and_reads_nothing() {
+        let (post, key) = key();
+        let c = converter(Bucket::with_original(&key, png()));
+        run(&c, &key).await;
+        let (retried, sent) = run(&c, &key).await;
+        assert!(!retried);
+        assert_eq!(*c.objects.opened.lock().unwrap(), 1, "downloaded once");
+        assert_eq!(sent.len(), 2, "both events answered");
+        assert_eq!(sent[1].outcome, sent[0].outcome);
+        assert!(
+            matches!(sent[1].outcome, Outcome::Published { .. }),
+            "{post}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_original_fails_the_post_with_a_reason() {
+        let (_, key) = key();
+        let c = converter(Bucket::default());
+        let (retried, sent) = run(&c, &key).await;
+        assert!(!retried);
+        assert!(
+            matches!(&sent[0].outcome, Outcome::Failed { reason } if reason.contains("missing"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_original_is_refused_without_reading_it() {
+        let (_, key) = key();
+        let c = converter(Bucket::with_original(
+            &key,
+            vec![0; MAX_IMAGE_BYTES as usize + 1],
+        ));
+        let (retried, sent) = run(&c, &key).await;
+        assert!(!retried);
+        assert!(
+            matches!(&sent[0].outcome, Outcome::Failed { reason } if reason.contains("100 MiB"))
+        );
+        assert_eq!(*c.objects.opened.lock().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_an_image_is_refused_at_once() {
+        let (_, key) = key();
+        let c = converter(Bucket::with_original(&key, b"hello, world".to_vec()));
+        let (retried, sent) = run(&c, &key).await;
+        assert!(!retried, "a refusal is final, not retried");
+        assert!(
+            matches!(&sent[0].outcome, Outcome::Failed { reason } if reason.contains("not a PNG, JPEG or BMP"))
+        );
+        assert!(c.objects.converted.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn transient_trouble_sends_the_message_back_and_reports_nothing() {
+        let (_, key) = key();
+        let mut bucket = Bucket::with_original(&key, png());
+        bucket.down = true;
+        let c = converter(bucket);
+        let (retried, sent) = run(&c, &key).await;
+        assert!(retried);
+        assert!(sent.is_empty());
+
+        // A download that breaks midway is the object store's fault too.
+        let (_, key) = self::key();
+        let mut bucket = Bucket::with_original(&key, png());
+        bucket.break_after = Some(20);
+        let c = converter(bucket);
+        let (retried, sent) = run(&c, &key).await;
+        assert!(retried);
+        assert!(sent.is_empty(), "not failed for a broken connection");
+    }
+
+    #[tokio::test]
+    async fn events_of_other_buckets_and_keys_are_ignored() {
+        let (_, key) = key();
+        let c = converter(Bucket::with_original(&key, png()));
+        let response = c.handle(event("another", &key)).await;
+        assert!(response.batch_item_failures.is_empty());
+        let response = c.handle(event("b", "converted/x.jpg")).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert!(c.results.0.lock().unwrap().is_empty());
+        assert_eq!(*c.objects.opened.lock().unwrap(), 0);
     }
 }

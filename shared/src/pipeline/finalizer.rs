@@ -5,8 +5,8 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::messages::{self, Body};
 use crate::Error;
-use crate::domain::PostId;
-use crate::store::{Outcome, Store};
+use crate::domain::{Outcome, PostId};
+use crate::store::Store;
 
 /// The reason a post gets when its conversion kept failing.
 pub const GAVE_UP: &str =
@@ -25,12 +25,23 @@ impl<S: Store> Finalizer<S> {
 impl<S: Store> super::Process for Finalizer<S> {
     async fn process(&self, body: &str) -> Result<(), Error> {
         match messages::parse(body) {
-            Body::Result(r) => self.finish(r.post_id, &r.outcome).await,
+            Body::Result(r) => {
+                let moved = self.finish(r.post_id, &r.outcome).await?;
+                if moved
+                    && matches!(r.outcome, Outcome::Published { .. })
+                    && let Some(at) = r.uploaded_at.as_deref().and_then(parse_rfc3339)
+                {
+                    let latency = time::OffsetDateTime::now_utc() - at;
+                    crate::metrics::upload_to_published(latency.unsigned_abs());
+                }
+                Ok(())
+            }
             // A dead letter: an S3 notification the converter failed on
             // five times.
             Body::S3(n) => {
                 for record in n.records.iter().filter(|r| r.is_object_created()) {
                     if let Some(post) = PostId::from_original_key(&record.key()) {
+                        crate::metrics::dead_letter();
                         self.finish(
                             post,
                             &Outcome::Failed {
@@ -52,10 +63,38 @@ impl<S: Store> super::Process for Finalizer<S> {
 }
 
 impl<S: Store> Finalizer<S> {
-    async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<(), Error> {
+    /// Whether the post moved (not: a repeat, or the post already ended or
+    /// was deleted).
+    async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
+        tracing::Span::current().record("post_id", tracing::field::display(post));
         let moved = self.store.finish(post, outcome).await?;
-        // Not moved: a repeat, or the post already ended (or was deleted).
-        tracing::info!(%post, ?outcome, moved, "finalized");
-        Ok(())
+        tracing::info!(?outcome, moved, "finalized");
+        Ok(moved)
+    }
+}
+
+/// An S3 event time: RFC 3339 as AWS writes it (`...:41.123Z`), or, as moto
+/// writes it, without a zone (`...:41.123456`), which is UTC.
+fn parse_rfc3339(s: &str) -> Option<time::OffsetDateTime> {
+    const NO_ZONE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"
+    );
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .or_else(|| {
+            time::PrimitiveDateTime::parse(s, NO_ZONE)
+                .ok()
+                .map(time::PrimitiveDateTime::assume_utc)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_times_parse_with_and_without_a_zone() {
+        let aws = super::parse_rfc3339("2026-11-26T09:40:41.123Z").unwrap();
+        let moto = super::parse_rfc3339("2026-11-26T09:40:41.123000").unwrap();
+        assert_eq!(aws, moto);
+        assert!(super::parse_rfc3339("yesterday").is_none());
     }
 }

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Outcome;
 use crate::domain::PostId;
-use crate::store::Outcome;
 
 /// What the converter tells the finalizer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +11,10 @@ pub struct ConversionResult {
     pub post_id: PostId,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// When the original was uploaded (its S3 event's time, RFC 3339): the
+    /// finalizer measures the pipeline's latency from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_at: Option<String>,
 }
 
 /// An S3 notification, read leniently: moto omits fields AWS sends
@@ -29,6 +33,8 @@ pub struct S3Notification {
 pub struct S3Record {
     #[serde(rename = "eventName", default)]
     pub event_name: String,
+    #[serde(rename = "eventTime", default)]
+    pub event_time: Option<String>,
     pub s3: S3Entity,
 }
 
@@ -123,6 +129,7 @@ mod tests {
             outcome: Outcome::Failed {
                 reason: "not an image".into(),
             },
+            uploaded_at: Some("2026-11-26T10:00:00.000Z".into()),
         };
         let Body::Result(back) = parse(&serde_json::to_string(&r).unwrap()) else {
             panic!()

@@ -14,12 +14,17 @@
 //! permanent failure carries its reason, which an S3 event on the converted
 //! prefix could not.
 
+#[cfg(feature = "converter")]
 pub mod convert;
+#[cfg(feature = "converter")]
 pub mod converter;
+#[cfg(feature = "finalizer")]
 pub mod finalizer;
 pub mod messages;
 
+#[cfg(feature = "converter")]
 pub use converter::Converter;
+#[cfg(feature = "finalizer")]
 pub use finalizer::Finalizer;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -40,7 +45,23 @@ pub(crate) async fn each_message<P: Process>(processor: &P, event: SqsEvent) -> 
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         let id = message.message_id.unwrap_or_default();
-        let span = tracing::info_span!("message", message_id = id.as_str());
+        if let Some(sent) = message
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            crate::metrics::queue_age(now.saturating_sub(std::time::Duration::from_millis(sent)));
+        }
+        // Every line of this message's work carries its id, and the post's
+        // once the processor knows it.
+        let span = tracing::info_span!(
+            "message",
+            message_id = id.as_str(),
+            post_id = tracing::field::Empty
+        );
         let result = tracing::Instrument::instrument(
             processor.process(message.body.as_deref().unwrap_or("")),
             span,

@@ -8,8 +8,10 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::Error;
-use crate::cursor::{CommentsPosition, FeedPosition};
-use crate::domain::{Caption, CommentId, CommentText, PostId, PostStatus, UserId};
+pub use crate::domain::Outcome;
+use crate::domain::{
+    Caption, CommentId, CommentText, CommentsPosition, FeedPosition, PostId, PostStatus, UserId,
+};
 
 pub use mysql::{MySqlStore, migrate};
 
@@ -91,14 +93,6 @@ impl NewPost {
             comment_count: 0,
         }
     }
-}
-
-/// How a conversion ended, as the finalizer records it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    Published { image_key: String },
-    Failed { reason: String },
 }
 
 pub trait Store: Send + Sync + 'static {

@@ -10,8 +10,10 @@ use mysql_async::{
 use super::{AddComment, CommentRecord, DeleteComment, NewPost, Outcome, PostRecord, Store};
 use crate::Error;
 use crate::config::DbConfig;
-use crate::cursor::{CommentsPosition, FeedPosition};
-use crate::domain::{CommentId, CommentText, PostId, PostStatus, UserId, sql_datetime};
+use crate::domain::{
+    CommentId, CommentText, CommentsPosition, FeedPosition, PostId, PostStatus, UserId,
+    sql_datetime,
+};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 mod embedded {

@@ -89,6 +89,7 @@ pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rej
         height: (r1 - r0) as u32,
         crop: (left - c0 as f64, top - r0 as f64, sside),
         orientation,
+        source: (w, h),
     })
 }
 

@@ -91,15 +91,26 @@ pub fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, Rejection> {
     }
 }
 
+/// A converted image, and what it was made from.
+#[derive(Debug)]
+pub struct Converted {
+    /// The 600x600 baseline JPEG.
+    pub jpeg: Vec<u8>,
+    /// The original's format, as sniffed: `JPEG`, `PNG` or `BMP`.
+    pub format: &'static str,
+    /// The original's width x height.
+    pub pixels: u64,
+}
+
 /// Converts an original held in memory; see [`convert_reader`].
 pub fn convert(bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, Rejection> {
-    convert_reader(bytes, limits)
+    convert_reader(bytes, limits).map(|c| c.jpeg)
 }
 
 /// Converts an original read from `input` once, front to back: the S3 body
 /// as it downloads, or a file. Memory stays near the staged image's size
 /// (a few MiB to ~20 MiB), not the input's.
-pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Vec<u8>, Rejection> {
+pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Converted, Rejection> {
     let mut head = Vec::with_capacity(MAGIC_BYTES);
     (&mut input)
         .take(MAGIC_BYTES as u64)
@@ -115,8 +126,14 @@ pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Vec<u
         _ => bmp::stage(input, limits),
     }))
     .map_err(|panic| corrupt(name, panic_message(&*panic)))??;
-    catch_unwind(AssertUnwindSafe(|| finish(staged)))
-        .map_err(|panic| reject(format!("encoding failed ({})", panic_message(&*panic))))?
+    let pixels = u64::from(staged.source.0) * u64::from(staged.source.1);
+    let jpeg = catch_unwind(AssertUnwindSafe(|| finish(staged)))
+        .map_err(|panic| reject(format!("encoding failed ({})", panic_message(&*panic))))??;
+    Ok(Converted {
+        jpeg,
+        format: name,
+        pixels,
+    })
 }
 
 /// What [`sniff`] needs to tell the formats apart.
@@ -203,6 +220,8 @@ pub(crate) struct Staged {
     /// left, top, side of the square to resample, in staged pixels.
     crop: (f64, f64, f64),
     orientation: Orientation,
+    /// The original's width and height.
+    source: (u32, u32),
 }
 
 /// Resample the square to SIDE x SIDE, rotate, encode.

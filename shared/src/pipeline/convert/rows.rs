@@ -59,6 +59,8 @@ pub(super) struct Shrinker {
     rows_in_bucket: u32,
     out: Vec<u8>,
     orientation: Orientation,
+    /// The original's width and height, reported with the result.
+    source: (u32, u32),
 }
 
 impl Shrinker {
@@ -79,6 +81,7 @@ impl Shrinker {
             rows_in_bucket: 0,
             out: vec![0; out_side as usize * out_side as usize * 3],
             orientation,
+            source: (w, h),
         }
     }
 
@@ -160,6 +163,7 @@ impl Shrinker {
             height: self.out_side,
             crop: (0.0, 0.0, side),
             orientation: self.orientation,
+            source: self.source,
         }
     }
 }
