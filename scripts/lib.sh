@@ -132,6 +132,8 @@ ensure_moto() {
 }
 
 export BUCKET=${BUCKET:-imagegram-local}
+# Where the local stack writes each function's resolved variables.
+export IMAGEGRAM_ENV_FILE=${IMAGEGRAM_ENV_FILE:-$STATE/functions-env.json}
 export IMAGEGRAM_API_ADDR=${IMAGEGRAM_API_ADDR:-127.0.0.1:3000}
 # The local gateway serves many requests at once from one process.
 export DB_POOL_MAX=${DB_POOL_MAX:-32}
@@ -144,6 +146,15 @@ release_build() {
   log "building (release)"
   cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
     -p imagegram-local -p imagegram-api -p imagegram-bench
+}
+
+# `export K=V` lines of one function's variables, from the running stack.
+function_env() {
+  python3 - "$IMAGEGRAM_ENV_FILE" "$1" <<'PY'
+import json, shlex, sys
+for k, v in json.load(open(sys.argv[1]))[sys.argv[2]].items():
+    print(f"export {k}={shlex.quote(v)}")
+PY
 }
 
 # Starts the release gateway (API + pipeline) in the background; build first.

@@ -138,6 +138,17 @@ async fn serve() -> Result<(), BoxError> {
     };
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let running = stack::build(spec, &sdk).await?.run_pipeline();
+    // Each function's variables, resolved for this stack, in the shape
+    // `sam local invoke --env-vars` reads; the cold-start benchmark uses it
+    // too.
+    if let Some(path) = process.optional("IMAGEGRAM_ENV_FILE") {
+        let by_function: serde_json::Map<String, serde_json::Value> = running
+            .function_env
+            .iter()
+            .map(|(f, env)| (f.clone(), serde_json::json!(env.vars())))
+            .collect();
+        std::fs::write(&path, serde_json::to_string_pretty(&by_function)?)?;
+    }
     let addr = var("IMAGEGRAM_API_ADDR", "127.0.0.1:3000");
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);

@@ -52,6 +52,14 @@ impl Env {
         self
     }
 
+    /// Every variable, sorted by name.
+    pub fn vars(&self) -> std::collections::BTreeMap<&str, &str> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     /// The value, if set and not blank: an empty value means "unset", as
     /// SAM passes declared-but-empty variables.
     pub fn optional(&self, name: &str) -> Option<String> {
