@@ -229,3 +229,27 @@ fn template_redrive_and_notification_match_the_local_stack() {
         .unwrap();
     assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
 }
+
+#[test]
+fn every_function_logs_json_into_a_group_with_a_retention() {
+    let t = template();
+    let r = &t["Resources"];
+    for f in functions() {
+        let logging = &r[f.as_str()]["Properties"]["LoggingConfig"];
+        assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{f}");
+        let group = match &logging["LogGroup"] {
+            Value::Tagged(tag) => tag.value.as_str().unwrap().to_owned(),
+            other => panic!("{f}: LogGroup is not !Ref: {other:?}"),
+        };
+        assert_eq!(r[group.as_str()]["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{f}");
+        assert!(
+            !r[group.as_str()]["Properties"]["RetentionInDays"].is_null(),
+            "{f}: {group} keeps logs forever"
+        );
+        // Lambda sets AWS_LAMBDA_LOG_FORMAT/LEVEL from LoggingConfig.
+        let env = &r[f.as_str()]["Properties"]["Environment"]["Variables"];
+        for v in ["AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"] {
+            assert!(env[v].is_null(), "{f} sets {v} itself");
+        }
+    }
+}
