@@ -41,7 +41,7 @@ async fn main() -> Result<(), BoxError> {
         ["token", sub] => token(sub, "86400"),
         ["token", sub, ttl] => token(sub, ttl),
         ["migrate"] => {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let sdk = imagegram::config::aws_sdk().await;
             let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
             let db = DbConfig::load(&Env::from_process(), &secrets).await?;
             migrate(MySqlStore::connect(&db, 1).pool()).await?;
@@ -115,6 +115,9 @@ async fn serve() -> Result<(), BoxError> {
         "UPLOAD_TTL_SECS",
         "MAX_OPEN_UPLOADS",
         "IMAGE_BASE_URL",
+        "DB_TIMEOUT_MS",
+        "SWEEP_PROCESSING_AFTER_SECS",
+        "SWEEP_MAX_ATTEMPTS",
     ] {
         if let Some(v) = process.optional(name) {
             env.push((name.to_owned(), v));
@@ -136,7 +139,7 @@ async fn serve() -> Result<(), BoxError> {
         poll_wait: Duration::from_secs(10),
         iam_log: process.optional("IMAGEGRAM_IAM_LOG").map(Into::into),
     };
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = imagegram::config::aws_sdk().await;
     let running = stack::build(spec, &sdk).await?.run_pipeline();
     // Each function's variables, resolved for this stack, in the shape
     // `sam local invoke --env-vars` reads; the cold-start benchmark uses it

@@ -2,12 +2,12 @@
 //! Lambdas run, each behind a poller of the queue its event source mapping
 //! reads in AWS.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer};
-use imagegram::queue::SqsResults;
+use imagegram::queue::SqsQueue;
 use imagegram::store::Store;
 
 use crate::bootstrap::Queues;
@@ -26,41 +26,83 @@ pub const EVENT_SOURCES: &[(&str, Function)] = &[
     ("ConversionQueue", Function::Converter),
     ("ResultsQueue", Function::Finalizer),
     ("ConversionDeadLetterQueue", Function::Finalizer),
+    ("ResultsDeadLetterQueue", Function::Finalizer),
 ];
 
-/// Starts one poller per entry of [`EVENT_SOURCES`]. They run until the
-/// runtime stops.
-pub fn spawn<S: Store>(
+/// The pollers that play the template's event source mappings: one per
+/// entry of [`EVENT_SOURCES`]. A function's pollers can be stopped (killed
+/// mid-work, as a Lambda that times out or crashes) and started again.
+pub struct Pipeline<S> {
     sqs: aws_sdk_sqs::Client,
     region: String,
-    queues: &Queues,
-    converter: Converter<S3Objects, SqsResults>,
-    finalizer: Finalizer<S>,
+    queues: Queues,
+    converter: Arc<Converter<S3Objects, SqsQueue>>,
+    finalizer: Arc<Finalizer<S>>,
     wait: Duration,
-) {
-    let converter = Arc::new(converter);
-    let finalizer = Arc::new(finalizer);
-    for (queue, function) in EVENT_SOURCES {
-        let queue = queues
-            .by_logical_id(queue)
-            .expect("EVENT_SOURCES names known queues")
-            .clone();
-        let (sqs, region) = (sqs.clone(), region.clone());
-        match function {
-            Function::Converter => {
-                let c = Arc::clone(&converter);
-                tokio::spawn(poller::run(sqs, queue, region, wait, move |ev| {
-                    let c = Arc::clone(&c);
-                    async move { c.handle(ev).await }
-                }));
-            }
-            Function::Finalizer => {
-                let f = Arc::clone(&finalizer);
-                tokio::spawn(poller::run(sqs, queue, region, wait, move |ev| {
-                    let f = Arc::clone(&f);
-                    async move { f.handle(ev).await }
-                }));
-            }
+    running: Mutex<Vec<(Function, tokio::task::JoinHandle<()>)>>,
+}
+
+impl<S: Store> Pipeline<S> {
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        region: String,
+        queues: &Queues,
+        converter: Converter<S3Objects, SqsQueue>,
+        finalizer: Finalizer<S>,
+        wait: Duration,
+    ) -> Self {
+        Pipeline {
+            sqs,
+            region,
+            queues: queues.clone(),
+            converter: Arc::new(converter),
+            finalizer: Arc::new(finalizer),
+            wait,
+            running: Mutex::default(),
         }
+    }
+
+    /// Starts `function`'s pollers.
+    pub fn start(&self, function: Function) {
+        for (queue, f) in EVENT_SOURCES.iter().filter(|(_, f)| *f == function) {
+            let queue = self
+                .queues
+                .by_logical_id(queue)
+                .expect("EVENT_SOURCES names known queues")
+                .clone();
+            let (sqs, region, wait) = (self.sqs.clone(), self.region.clone(), self.wait);
+            let handle = match f {
+                Function::Converter => {
+                    let c = Arc::clone(&self.converter);
+                    tokio::spawn(poller::run(sqs, queue, region, wait, move |ev| {
+                        let c = Arc::clone(&c);
+                        async move { c.handle(ev).await }
+                    }))
+                }
+                Function::Finalizer => {
+                    let fin = Arc::clone(&self.finalizer);
+                    tokio::spawn(poller::run(sqs, queue, region, wait, move |ev| {
+                        let fin = Arc::clone(&fin);
+                        async move { fin.handle(ev).await }
+                    }))
+                }
+            };
+            self.running
+                .lock()
+                .expect("pollers lock")
+                .push((*f, handle));
+        }
+    }
+
+    /// Stops `function`'s pollers where they are: a batch in hand is
+    /// neither answered nor deleted, so its messages come back after their
+    /// visibility timeout.
+    pub fn stop(&self, function: Function) {
+        self.running.lock().expect("pollers lock").retain(|(f, h)| {
+            if *f == function {
+                h.abort();
+            }
+            *f != function
+        });
     }
 }

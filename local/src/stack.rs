@@ -7,21 +7,28 @@
 //! function's template policy, and the pipeline's pollers running.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use imagegram::api::App;
-use imagegram::config::{ApiConfig, ConverterConfig, Env, FinalizerConfig};
+use imagegram::config::{ApiConfig, ConverterConfig, Env, FinalizerConfig, SweeperConfig};
 use imagegram::objects::S3Objects;
-use imagegram::pipeline::{Converter, Finalizer};
-use imagegram::queue::SqsResults;
+use imagegram::pipeline::{Converter, Finalizer, Sweeper};
+use imagegram::queue::SqsQueue;
 use imagegram::store::{MySqlStore, migrate};
 
 use crate::bootstrap::{self, Queues};
 use crate::guard::{Guard, Recorder, guarded_http_client};
+use crate::pipeline::{Function, Pipeline};
 use crate::template::{BoxError, Physical, Stack, Template};
 
 /// The functions of the template that the local stack runs.
-pub const FUNCTIONS: &[&str] = &["ApiFunction", "ConverterFunction", "FinalizerFunction"];
+pub const FUNCTIONS: &[&str] = &[
+    "ApiFunction",
+    "ConverterFunction",
+    "FinalizerFunction",
+    "SweeperFunction",
+];
 
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
@@ -82,14 +89,21 @@ pub struct Running {
     pub recorder: Recorder,
     /// The environment each function was configured from.
     pub function_env: Vec<(String, Env)>,
+    /// The pollers, once started.
+    pub pipeline: Option<Arc<Pipeline<MySqlStore>>>,
+    /// The sweeper the schedule runs, once started (a test may run it too).
+    pub sweeper: Option<Arc<Sweeper<MySqlStore, S3Objects, SqsQueue>>>,
 }
 
 /// The parts of a started stack before its pipeline runs, for a test that
 /// wants to change the converter first.
 pub struct Parts {
     pub running: Running,
-    pub converter: Converter<S3Objects, SqsResults>,
+    pub converter: Converter<S3Objects, SqsQueue>,
     pub finalizer: Finalizer<MySqlStore>,
+    pub sweeper: Arc<Sweeper<MySqlStore, S3Objects, SqsQueue>>,
+    /// How often the template's schedule runs the sweeper.
+    pub sweep_every: Duration,
     spec: Spec,
     admin_sqs: aws_sdk_sqs::Client,
     region: String,
@@ -179,6 +193,12 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
         clients[1].s3.clone(),
         clients[1].sqs.clone(),
     );
+    let sweeper = Arc::new(Sweeper::from_config(
+        &SweeperConfig::load(env(3), &clients[3].secrets).await?,
+        clients[3].s3.clone(),
+        clients[3].sqs.clone(),
+    ));
+    let sweep_every = schedule_rate(&template, "SweeperFunction")?;
     let fin = FinalizerConfig::load(env(2), &clients[2].secrets).await?;
     let finalizer = Finalizer {
         store: MySqlStore::connect(&fin.db, fin.db_pool_max),
@@ -189,9 +209,13 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
             queues,
             recorder,
             function_env,
+            pipeline: None,
+            sweeper: None,
         },
         converter,
         finalizer,
+        sweeper,
+        sweep_every,
         spec,
         admin_sqs,
         region,
@@ -199,17 +223,35 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
 }
 
 impl Parts {
-    /// Starts the pollers that play the template's event source mappings.
+    /// Starts the pollers that play the template's event source mappings,
+    /// and the sweeper on the template's schedule.
     pub fn run_pipeline(self) -> Running {
-        crate::pipeline::spawn(
+        let (sweeper, every) = (Arc::clone(&self.sweeper), self.sweep_every);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = sweeper.run().await {
+                    tracing::warn!(error = %e, "sweep failed; the next one retries");
+                }
+            }
+        });
+        let pipeline = Arc::new(Pipeline::new(
             self.admin_sqs,
             self.region,
             &self.running.queues,
             self.converter,
             self.finalizer,
             self.spec.poll_wait,
-        );
-        self.running
+        ));
+        pipeline.start(Function::Converter);
+        pipeline.start(Function::Finalizer);
+        Running {
+            pipeline: Some(pipeline),
+            sweeper: Some(self.sweeper),
+            ..self.running
+        }
     }
 }
 
@@ -281,6 +323,36 @@ pub fn function_environment(
         env = env.with(k, v.clone());
     }
     Ok(env)
+}
+
+/// The period of a function's `ScheduleV2` event, `rate(N minutes)` (or
+/// seconds, hours): the local stack runs it as often.
+pub fn schedule_rate(template: &Template, function: &str) -> Result<Duration, BoxError> {
+    let events = template.properties(function)?["Events"]
+        .as_mapping()
+        .ok_or_else(|| format!("{function} has no Events"))?;
+    for (_, ev) in events {
+        if ev["Type"].as_str() != Some("ScheduleV2") {
+            continue;
+        }
+        let expr = ev["Properties"]["ScheduleExpression"]
+            .as_str()
+            .ok_or("ScheduleExpression is not a string")?;
+        let inner = expr
+            .strip_prefix("rate(")
+            .and_then(|e| e.strip_suffix(')'))
+            .ok_or_else(|| format!("{function}: only rate(...) schedules run locally: {expr}"))?;
+        let (n, unit) = inner.split_once(' ').ok_or("rate(N unit)")?;
+        let n: u64 = n.parse()?;
+        let secs = match unit.trim_end_matches('s') {
+            "minute" => 60,
+            "hour" => 3600,
+            "day" => 86_400,
+            other => return Err(format!("rate unit {other}").into()),
+        };
+        return Ok(Duration::from_secs(n * secs));
+    }
+    Err(format!("{function} has no ScheduleV2 event").into())
 }
 
 /// 48 random characters for the cursor key, as the template's

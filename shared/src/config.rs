@@ -104,6 +104,38 @@ impl Env {
     }
 }
 
+/// The AWS SDK's configuration from the environment (region, credentials,
+/// `AWS_ENDPOINT_URL`), with the project's timeouts: an S3, SQS or Secrets
+/// Manager endpoint that stops answering costs at most `OPERATION` (then a
+/// 503 or a retried message), never the whole Lambda timeout. Two attempts:
+/// the client's own retry covers a dropped connection, and a client of the
+/// API retries after `Retry-After`.
+pub async fn aws_sdk() -> aws_config::SdkConfig {
+    aws_sdk_from(aws_config::defaults(aws_config::BehaviorVersion::latest())).await
+}
+
+/// [`aws_sdk`]'s timeouts and retries on a loader given other settings
+/// (the tests' defaults).
+pub async fn aws_sdk_from(loader: aws_config::ConfigLoader) -> aws_config::SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+    loader
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                // Between bytes of an answer, a streamed original included.
+                .read_timeout(Duration::from_secs(5))
+                // CompleteMultipartUpload of 100 MiB takes S3 a few seconds.
+                .operation_attempt_timeout(Duration::from_secs(4))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await
+}
+
 /// Where the database is and how to log in: built from fields, so a password
 /// with `#?/@%` in it is just a password.
 #[derive(Clone, Debug)]
@@ -115,6 +147,9 @@ pub struct DbConfig {
     pub database: String,
     /// TLS (rustls, webpki roots) to the server: always in AWS.
     pub tls: bool,
+    /// Longest a database operation may take (pool wait included) before
+    /// it is a 503 (`DB_TIMEOUT_MS`, default 2000).
+    pub timeout: std::time::Duration,
 }
 
 impl DbConfig {
@@ -165,6 +200,11 @@ impl DbConfig {
             password: Secret::new(f.password),
             database,
             tls: env.flag("DATABASE_TLS", true)?,
+            timeout: std::time::Duration::from_millis(env.number(
+                "DB_TIMEOUT_MS",
+                2000,
+                50..=60_000,
+            )?),
         })
     }
 }
@@ -261,6 +301,49 @@ impl FinalizerConfig {
         Ok(FinalizerConfig {
             db: DbConfig::load(env, secrets).await?,
             db_pool_max: env.number("DB_POOL_MAX", 1, 1..=1000)?,
+        })
+    }
+}
+
+/// What the sweeper function needs.
+#[derive(Clone, Debug)]
+pub struct SweeperConfig {
+    pub db: DbConfig,
+    pub bucket: String,
+    /// Where conversions are requested again.
+    pub conversion_queue_url: String,
+    pub limits: SweepLimits,
+}
+
+/// The sweeper's deadlines and bounds.
+#[derive(Clone, Debug)]
+pub struct SweepLimits {
+    /// A post processing for longer is looked at (`SWEEP_PROCESSING_AFTER_SECS`,
+    /// default 45 minutes: past the conversion queue's own retries, 5 x 6
+    /// minutes).
+    pub processing_after_secs: u64,
+    /// Conversions requested again before the post fails
+    /// (`SWEEP_MAX_ATTEMPTS`, default 3).
+    pub max_attempts: u32,
+    /// Posts handled per kind and run (`SWEEP_BATCH`, default 500).
+    pub batch: u32,
+}
+
+impl SweeperConfig {
+    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+        Ok(SweeperConfig {
+            db: DbConfig::load(env, secrets).await?,
+            bucket: env.required("BUCKET")?,
+            conversion_queue_url: env.required("CONVERSION_QUEUE_URL")?,
+            limits: SweepLimits {
+                processing_after_secs: env.number(
+                    "SWEEP_PROCESSING_AFTER_SECS",
+                    45 * 60,
+                    1..=7 * 24 * 3600,
+                )?,
+                max_attempts: env.number("SWEEP_MAX_ATTEMPTS", 3, 0..=100)?,
+                batch: env.number("SWEEP_BATCH", 500, 1..=10_000)?,
+            },
         })
     }
 }

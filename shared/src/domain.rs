@@ -145,6 +145,25 @@ impl ImageSize {
     }
 }
 
+/// An `Idempotency-Key` header: 1 to 255 printable ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(Error::InvalidRequest(
+                "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+            ));
+        }
+        Ok(IdempotencyKey(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Where originals land; the bucket notifies the conversion queue of this
 /// prefix only, so converted images never retrigger conversion.
 pub const ORIGINALS_PREFIX: &str = "originals/";

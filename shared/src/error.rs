@@ -28,6 +28,10 @@ pub enum Error {
     /// 415 `unsupported_media_type`: not image/png, image/jpeg or image/bmp.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 422 `idempotency_key_reused`: the caller used this `Idempotency-Key`
+    /// for another request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     /// 429 `too_many_requests`: a per-user limit; `Retry-After` says when a
     /// retry may pass.
     #[error("{message}")]
@@ -64,6 +68,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +84,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::TooManyRequests { .. } => "too_many_requests",
             Error::Unavailable { .. } => "unavailable",
             Error::Internal(_) => "internal",
@@ -118,11 +124,52 @@ impl From<mysql_async::Error> for Error {
         match e {
             // Connection-level trouble: the database is (maybe briefly) down.
             E::Io(_) | E::Driver(_) => Error::unavailable("database", e),
-            // A deadlock or lock wait timeout is retryable too.
-            E::Server(ref s) if s.code == 1213 || s.code == 1205 => {
+            // Overloaded, going down, failing over or locked: retrying
+            // later helps. 1040 too many connections, 1053 shutdown in
+            // progress, 1205 lock wait timeout, 1213 deadlock (after the
+            // store's own retry), 1290/1836 read-only (a failover's old
+            // writer), 1927 connection killed, 3024 statement timeout.
+            E::Server(ref s)
+                if matches!(
+                    s.code,
+                    1040 | 1053 | 1205 | 1213 | 1290 | 1836 | 1927 | 3024
+                ) =>
+            {
                 Error::unavailable("database", e)
             }
             _ => Error::internal(e),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "db"))]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "secret table t_users".into(),
+            state: "HY000".into(),
+        })
+        .into()
+    }
+
+    #[test]
+    fn overload_shutdown_failover_and_locks_are_503_with_retry_after() {
+        for code in [1040, 1053, 1205, 1213, 1290, 1836, 1927, 3024] {
+            let e = server(code);
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
+            assert_eq!(e.retry_after_secs(), Some(1), "{code}");
+            assert!(!e.public_message().contains("t_users"));
+        }
+        // A bug (a syntax error, a missing table) stays a 500.
+        for code in [1064, 1146] {
+            assert_eq!(
+                server(code).status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{code}"
+            );
         }
     }
 }

@@ -48,7 +48,7 @@ pub mod metrics;
 pub mod objects;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
-#[cfg(feature = "converter")]
+#[cfg(feature = "sqs")]
 pub mod queue;
 pub mod secrets;
 #[cfg(feature = "db")]

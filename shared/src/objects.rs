@@ -53,6 +53,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         parts: &[(u32, String)],
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Whether S3 holds the original at `key`: the upload of a post was
+    /// completed, whatever its record says.
+    fn original_exists(&self, key: &str) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// Aborts the upload; an upload already gone is no error.
     fn abort_upload(
         &self,
@@ -155,10 +159,10 @@ impl S3Objects {
     }
 }
 
-/// The converter's view of the bucket: originals to read, converted images
-/// to write.
-#[cfg(feature = "converter")]
-mod converter_adapter {
+/// The pipeline's view of the bucket: originals to read, converted images
+/// to write (the converter) or look for (the sweeper).
+#[cfg(feature = "pipeline")]
+mod pipeline_adapter {
     use std::io::Read;
 
     use aws_sdk_s3::primitives::ByteStream;
@@ -166,7 +170,7 @@ mod converter_adapter {
 
     use super::{Head, S3Objects, SOURCE_ETAG, s3_error};
     use crate::Error;
-    use crate::pipeline::converter::{ConvertedImages, ObjectHead, Originals};
+    use crate::pipeline::ports::{ConvertedImages, ObjectHead, Originals};
 
     impl Originals for S3Objects {
         async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
@@ -247,6 +251,7 @@ enum Head {
 }
 
 /// Metadata on a converted image: the ETag of its original.
+#[cfg(feature = "pipeline")]
 const SOURCE_ETAG: &str = "source-etag";
 
 /// S3 errors that mean "try again later" rather than "this is wrong".
@@ -459,6 +464,14 @@ impl ObjectStore for S3Objects {
     fn presign_ttl(&self) -> Duration {
         self.presign_ttl
     }
+
+    async fn original_exists(&self, key: &str) -> Result<bool, Error> {
+        match self.head_object(key).await? {
+            Head::Found(_) => Ok(true),
+            Head::Missing => Ok(false),
+            Head::Refused => Err(Error::internal(format!("S3 refused HEAD {key} (403)"))),
+        }
+    }
 }
 
 fn is_no_such_upload<E: aws_sdk_s3::error::ProvideErrorMetadata>(
@@ -508,10 +521,9 @@ mod tests {
         )
     }
 
-    #[cfg(feature = "converter")]
     #[tokio::test]
     async fn a_403_from_the_already_converted_probe_means_convert_not_fail() {
-        use crate::pipeline::converter::{ConvertedImages, Originals};
+        use crate::pipeline::ports::{ConvertedImages, Originals};
         // What S3 answers a role without s3:ListBucket for a missing key.
         let s3 = s3_answering(403);
         assert_eq!(s3.source_of("converted/x.jpg").await.unwrap(), None);

@@ -248,6 +248,7 @@ async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
             password: imagegram::config::Secret::new("secret"),
             database: "db".into(),
             tls: false,
+            timeout: Duration::from_secs(2),
         },
         1,
     );

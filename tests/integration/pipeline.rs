@@ -1,7 +1,7 @@
 //! The conversion pipeline end to end: upload, S3 event, SQS, converter,
 //! results queue, finalizer, MySQL; pixels checked on the served JPEG.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::{ImageFormat, Rgb, RgbImage};
 use imagegram::pipeline::finalizer::GAVE_UP;
@@ -9,7 +9,7 @@ use imagegram_tests::images::{
     bands, encode_rgb, interlaced_png, jpeg_claiming, jpeg_with_orientation, png_bomb,
     transparent_png, with_noise,
 };
-use imagegram_tests::{TestApp, spawn_app};
+use imagegram_tests::{TestApp, eventually, spawn_app};
 
 const RED: [u8; 3] = [230, 20, 20];
 const GREEN: [u8; 3] = [20, 230, 20];
@@ -264,28 +264,10 @@ async fn hostile_and_broken_files_fail_fast_with_a_reason() {
         started.elapsed()
     );
     eventually("the conversion queue to drain", async || {
-        queue_depth(&app, &app.queues.conversion.url).await == 0
+        app.queue_depth(&app.queues.conversion.url).await == 0
     })
     .await;
-    assert_eq!(queue_depth(&app, &app.queues.conversion_dlq.url).await, 0);
-}
-
-async fn queue_depth(app: &TestApp, url: &str) -> u64 {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let attrs = app
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let a = attrs.attributes().unwrap();
-    a[&A::ApproximateNumberOfMessages].parse::<u64>().unwrap()
-        + a[&A::ApproximateNumberOfMessagesNotVisible]
-            .parse::<u64>()
-            .unwrap()
+    assert_eq!(app.queue_depth(&app.queues.conversion_dlq.url).await, 0);
 }
 
 async fn send(app: &TestApp, url: &str, body: &str) {
@@ -296,14 +278,6 @@ async fn send(app: &TestApp, url: &str, body: &str) {
         .send()
         .await
         .unwrap();
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]
@@ -349,8 +323,8 @@ async fn repeated_and_late_events_change_nothing() {
     let late = serde_json::json!({ "post_id": id, "outcome": "failed", "reason": "late" });
     send(&app, &app.queues.results.url, &late.to_string()).await;
     eventually("queues to drain", async || {
-        queue_depth(&app, &app.queues.conversion.url).await == 0
-            && queue_depth(&app, &app.queues.results.url).await == 0
+        app.queue_depth(&app.queues.conversion.url).await == 0
+            && app.queue_depth(&app.queues.results.url).await == 0
     })
     .await;
     let again = app.get(&format!("/posts/{id}"), "alice").await.body;
@@ -402,11 +376,11 @@ async fn test_events_and_malformed_messages_never_jam_the_queue() {
         "published"
     );
     eventually("the conversion queue to drain", async || {
-        queue_depth(&app, &q).await == 0
+        app.queue_depth(&q).await == 0
     })
     .await;
     assert_eq!(
-        queue_depth(&app, &app.queues.conversion_dlq.url).await,
+        app.queue_depth(&app.queues.conversion_dlq.url).await,
         0,
         "nothing dead-lettered"
     );
@@ -434,7 +408,7 @@ async fn a_message_that_keeps_failing_lands_in_the_dlq_and_its_post_fails() {
     assert_eq!(post["status"], "failed", "{post}");
     assert_eq!(post["failure_reason"], GAVE_UP);
     eventually("the conversion queue to drain", async || {
-        queue_depth(&app, &app.queues.conversion.url).await == 0
+        app.queue_depth(&app.queues.conversion.url).await == 0
     })
     .await;
 }

@@ -9,6 +9,7 @@ use imagegram::api::App;
 use imagegram::config::DbConfig;
 use imagegram::domain::{PostId, PostStatus, sql_datetime};
 use imagegram::objects::S3Objects;
+use imagegram::pipeline::Sweeper;
 use imagegram::store::{MySqlStore, migrate};
 use imagegram_local::auth::{DevAuthorizer, mint};
 use imagegram_local::gateway::Gateway;
@@ -17,6 +18,7 @@ use imagegram_local::stack::{self, Database, Parts, Spec, TemplateSource};
 use mysql_async::prelude::*;
 use serde_json::Value;
 
+pub mod faults;
 pub mod images;
 
 pub const JWT_SECRET: &str = "test-jwt-secret";
@@ -61,6 +63,7 @@ pub fn db_config(d: &Database) -> DbConfig {
         password: imagegram::config::Secret::new(d.password.clone()),
         database: d.name.clone(),
         tls: false,
+        timeout: Duration::from_secs(10),
     }
 }
 
@@ -97,19 +100,28 @@ pub async fn fresh_database() -> (Database, MySqlStore) {
     (db, store)
 }
 
+/// moto's address: `AWS_ENDPOINT_URL` (scripts/lib.sh exports it), or its
+/// default, so a bare `cargo test` reaches the same moto.
+pub fn moto_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// The functions' SDK configuration (their timeouts and retries), for moto
+/// at `endpoint`.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        ))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "local", "local", None, None, "tests",
+        ));
+    imagegram::config::aws_sdk_from(loader).await
+}
+
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    // scripts/lib.sh exports AWS_ENDPOINT_URL and dummy credentials; these
-    // defaults let a bare `cargo test` reach the same moto.
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        loader = loader
-            .endpoint_url("http://127.0.0.1:4566")
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "local", "local", None, None, "tests",
-            ));
-    }
-    loader.load().await
+    sdk_config_for(&moto_endpoint()).await
 }
 
 /// The template of this checkout.
@@ -121,6 +133,15 @@ pub fn template_text() -> String {
 /// named after it, from this checkout's template; `custom` may change the
 /// spec (the template's text, the functions' variables) first.
 pub async fn build_stack(custom: impl FnOnce(&mut Spec)) -> (Parts, Spec) {
+    build_stack_with(custom, sdk_config().await).await
+}
+
+/// [`build_stack`] with an SDK configuration of the test's (an endpoint
+/// behind a fault proxy).
+pub async fn build_stack_with(
+    custom: impl FnOnce(&mut Spec),
+    sdk: aws_config::SdkConfig,
+) -> (Parts, Spec) {
     let name = unique("imagegram-t-");
     let mut spec = Spec {
         name: name.clone(),
@@ -146,7 +167,6 @@ pub async fn build_stack(custom: impl FnOnce(&mut Spec)) -> (Parts, Spec) {
             .filter(|p| !p.is_empty())
             .map(Into::into);
     }
-    let sdk = sdk_config().await;
     let parts = stack::build(spec.clone(), &sdk).await.unwrap_or_else(|e| {
         panic!(
             "cannot build the local stack ({e}); run scripts/test, which starts MariaDB and moto"
@@ -183,6 +203,12 @@ pub struct TestApp {
     /// Every AWS call the functions made, with the policy's verdict.
     pub recorder: Recorder,
     pub gateway: Arc<Gateway<MySqlStore, S3Objects>>,
+    /// The pollers, to stop and start a function's.
+    pub pipeline: Arc<imagegram_local::pipeline::Pipeline<MySqlStore>>,
+    /// The sweeper, to run it now.
+    pub sweeper: Arc<Sweeper<MySqlStore, S3Objects, imagegram::queue::SqsQueue>>,
+    /// The database directly (never through a fault proxy), to look.
+    pub direct_db: mysql_async::Pool,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -191,6 +217,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with a chance to change the stack's spec.
 pub async fn spawn_app_spec(custom: impl FnOnce(&mut Spec)) -> TestApp {
+    spawn_app_with(custom, sdk_config().await).await
+}
+
+/// Like [`spawn_app_spec`], with the SDK configuration of the test's.
+pub async fn spawn_app_with(custom: impl FnOnce(&mut Spec), sdk: aws_config::SdkConfig) -> TestApp {
     // Logs go to the test's captured output: shown for failing tests only.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -198,9 +229,15 @@ pub async fn spawn_app_spec(custom: impl FnOnce(&mut Spec)) -> TestApp {
         )
         .with_test_writer()
         .try_init();
-    let (parts, spec) = build_stack(custom).await;
+    let (parts, spec) = build_stack_with(custom, sdk).await;
     let running = parts.run_pipeline();
     let sdk = sdk_config().await;
+    let direct_db = {
+        let mut d = spec.database.clone();
+        let real = database_named(&d.name);
+        (d.host, d.port) = (real.host, real.port);
+        MySqlStore::connect(&db_config(&d), 4).pool().clone()
+    };
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let db = running.app.store.pool().clone();
@@ -222,6 +259,9 @@ pub async fn spawn_app_spec(custom: impl FnOnce(&mut Spec)) -> TestApp {
         bucket: spec.bucket,
         recorder: running.recorder,
         gateway,
+        pipeline: running.pipeline.expect("started"),
+        sweeper: running.sweeper.expect("started"),
+        direct_db,
     }
 }
 
@@ -460,5 +500,89 @@ impl TestApp {
             .send()
             .await
             .is_ok()
+    }
+}
+
+/// Waits up to 30 s for `check` to hold.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl TestApp {
+    /// Messages in a queue, visible or in flight.
+    pub async fn queue_depth(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let a = attrs.attributes().unwrap();
+        a[&A::ApproximateNumberOfMessages].parse::<u64>().unwrap()
+            + a[&A::ApproximateNumberOfMessagesNotVisible]
+                .parse::<u64>()
+                .unwrap()
+    }
+
+    /// The `(part_number, etag)`s S3 holds for a post's upload.
+    pub async fn s3_parts(&self, post: &str) -> Vec<(i32, String)> {
+        let upload = self.upload_id(post).await;
+        let out = self
+            .s3
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(format!("originals/{post}"))
+            .upload_id(upload)
+            .send()
+            .await
+            .unwrap();
+        out.parts()
+            .iter()
+            .map(|p| (p.part_number().unwrap(), p.e_tag().unwrap().to_owned()))
+            .collect()
+    }
+
+    async fn upload_id(&self, post: &str) -> String {
+        let id = PostId::parse(post).unwrap();
+        let mut conn = self.direct_db.get_conn().await.unwrap();
+        conn.exec_first("SELECT upload_id FROM posts WHERE id = ?", (id.as_bytes(),))
+            .await
+            .unwrap()
+            .expect("the post has an open upload")
+    }
+
+    /// Completes a post's multipart upload in S3 directly, behind the API's
+    /// back (as a `complete` whose answer was lost would have).
+    pub async fn complete_in_s3(&self, post: &str, _created: &Value, parts: Vec<(i32, String)>) {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let upload = self.upload_id(post).await;
+        let done = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .into_iter()
+                    .map(|(n, e)| CompletedPart::builder().part_number(n).e_tag(e).build())
+                    .collect(),
+            ))
+            .build();
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(format!("originals/{post}"))
+            .upload_id(upload)
+            .multipart_upload(done)
+            .send()
+            .await
+            .unwrap();
     }
 }

@@ -113,6 +113,8 @@ async fn once(binary: &str, event: &'static str) -> (Duration, u64) {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
         .env("RUST_LOG", "warn")
+        // Its log and EMF lines are not this tool's output.
+        .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("{binary}: {e}"));

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let metrics = imagegram::metrics::init("imagegram-api");
     let env = Env::from_process();
     // Built once per container and lent to every invocation.
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = imagegram::config::aws_sdk().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let s3 = aws_sdk_s3::Client::new(&sdk);
     // The configuration needs Secrets Manager. Read on the first request and

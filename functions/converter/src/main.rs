@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let metrics = imagegram::metrics::init("imagegram-converter");
     let cfg = ConverterConfig::load(&Env::from_process())?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = imagegram::config::aws_sdk().await;
     let converter = Arc::new(Converter::from_config(
         &cfg,
         aws_sdk_s3::Client::new(&sdk),

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let metrics = imagegram::metrics::init("imagegram-finalizer");
     let env = Env::from_process();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = imagegram::config::aws_sdk().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     // Loaded on the first batch (the credentials are in Secrets Manager);
     // while that fails, every message goes back to the queue for a retry.

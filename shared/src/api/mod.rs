@@ -18,9 +18,10 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::cursor::CursorCodec;
 use crate::domain::{
-    Caption, CommentId, CommentText, ImageFormat, ImageSize, Limit, PostId, UserId,
+    Caption, CommentId, CommentText, IdempotencyKey, ImageFormat, ImageSize, Limit, PostId, UserId,
 };
 use crate::objects::ObjectStore;
+use crate::store::Claim;
 use crate::store::Store;
 
 /// Every route of the API, as `template.yaml` declares them to API Gateway
@@ -145,8 +146,12 @@ async fn dispatch<S: Store, O: ObjectStore>(
             let format = ImageFormat::from_content_type(&input.content_type)?;
             let size = ImageSize::parse(input.size_bytes)?;
             let caption = Caption::parse(input.caption)?;
-            let created = uploads::create_post(app, &caller, caption, format, size).await?;
-            json(StatusCode::CREATED, &created)
+            idempotent(app, &caller, req, async |key| {
+                let created =
+                    uploads::create_post(app, &caller, caption, format, size, key).await?;
+                json(StatusCode::CREATED, &created)
+            })
+            .await
         }
         "GET /posts/{id}/upload" => {
             let state = uploads::upload_state(app, &caller, post_id(req)?).await?;
@@ -200,8 +205,11 @@ async fn dispatch<S: Store, O: ObjectStore>(
             let post = post_id(req)?;
             let input: Input = body(req)?;
             let content = CommentText::parse(&input.content)?;
-            let comment = ops::add_comment(app, &caller, post, content).await?;
-            json(StatusCode::CREATED, &comment)
+            idempotent(app, &caller, req, async |key| {
+                let comment = ops::add_comment(app, &caller, post, content, key).await?;
+                json(StatusCode::CREATED, &comment)
+            })
+            .await
         }
         "GET /posts/{id}/comments" => {
             let post = post_id(req)?;
@@ -224,6 +232,68 @@ async fn dispatch<S: Store, O: ObjectStore>(
         }
         _ => Err(Error::NotFound("no such route")),
     }
+}
+
+/// Runs a create under the request's `Idempotency-Key`, if it has one (the
+/// convention of Stripe and of draft-ietf-httpapi-idempotency-key-header):
+/// the first request with a key runs and its answer is stored with what it
+/// created; a repeat with the same route, path and body gets that answer
+/// (and creates nothing); another request with the key is a 422; a repeat
+/// while the first still runs is a 409. A request that fails gives its key
+/// back, so its retry runs again.
+async fn idempotent<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    req: &Request,
+    create: impl AsyncFnOnce(Option<&IdempotencyKey>) -> Result<Response<Body>, Error>,
+) -> Result<Response<Body>, Error> {
+    let Some(header) = req.headers().get("idempotency-key") else {
+        return create(None).await;
+    };
+    let key =
+        IdempotencyKey::parse(header.to_str().map_err(|_| {
+            Error::InvalidRequest("Idempotency-Key must be printable ASCII".into())
+        })?)?;
+    let hash: [u8; 32] = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(route_key(req).unwrap_or_default().as_bytes());
+        h.update(b"\n");
+        h.update(req.uri().path().as_bytes());
+        h.update(b"\n");
+        h.update(req.body().as_ref());
+        h.finalize().into()
+    };
+    match app.store.claim_key(caller, &key, &hash).await? {
+        Claim::New => {}
+        Claim::Replay { status, body } => {
+            let mut resp = Response::new(Body::Text(body));
+            *resp.status_mut() = StatusCode::from_u16(status).map_err(Error::internal)?;
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                http::HeaderValue::from_static("true"),
+            );
+            return Ok(resp);
+        }
+        Claim::Mismatch => return Err(Error::IdempotencyKeyReused),
+        Claim::InProgress => {
+            return Err(Error::Conflict(
+                "a request with this Idempotency-Key is still in progress; retry it shortly".into(),
+            ));
+        }
+    }
+    let result = create(Some(&key)).await;
+    if result.is_err()
+        && let Err(e) = app.store.release_key(caller, &key).await
+    {
+        // Taken over by a retry after a while instead.
+        tracing::warn!(error = %e, "idempotency key not released");
+    }
+    result
 }
 
 /// `"GET /posts/{id}"`: the route API Gateway matched.

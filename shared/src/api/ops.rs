@@ -8,11 +8,11 @@ use serde::Serialize;
 use super::App;
 use crate::Error;
 use crate::domain::{
-    Comment, CommentId, CommentText, CommentsPosition, FeedPosition, Limit, Post, PostId,
-    PostStatus, UserId, rfc3339,
+    Comment, CommentId, CommentText, CommentsPosition, FeedPosition, IdempotencyKey, Limit, Post,
+    PostId, PostStatus, UserId, rfc3339,
 };
 use crate::objects::ObjectStore;
-use crate::store::{AddComment, CommentRecord, DeleteComment, PostRecord, Store};
+use crate::store::{AddComment, Answer, CommentRecord, DeleteComment, PostRecord, Store};
 
 /// How many of its newest comments each post carries.
 const LAST_COMMENTS: usize = 2;
@@ -69,15 +69,24 @@ pub async fn add_comment<S: Store, O: ObjectStore>(
     caller: &UserId,
     post: PostId,
     content: CommentText,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Comment, Error> {
     let id = CommentId::generate();
-    match app.store.add_comment(post, id, caller, &content).await? {
-        AddComment::Added => Ok(comment_view(CommentRecord {
-            id,
-            post_id: post,
-            author: caller.as_str().to_owned(),
-            content: content.as_str().to_owned(),
-        })),
+    // The answer, made before the comment is stored: with an idempotency
+    // key, it is stored with the comment, in one transaction.
+    let comment = comment_view(CommentRecord {
+        id,
+        post_id: post,
+        author: caller.as_str().to_owned(),
+        content: content.as_str().to_owned(),
+    });
+    let recorded = answer(caller, key, 201, &comment)?;
+    match app
+        .store
+        .add_comment(post, id, caller, &content, recorded.as_ref())
+        .await?
+    {
+        AddComment::Added => Ok(comment),
         AddComment::NotPublished { status, author } if author == caller.as_str() => {
             Err(Error::Conflict(format!(
                 "the post is {}; comments open once it is published",
@@ -125,6 +134,25 @@ pub async fn delete_comment<S: Store, O: ObjectStore>(
         DeleteComment::NoSuchComment => Err(Error::NotFound("no such comment")),
         DeleteComment::NotAuthor => Err(Error::Forbidden("only its author may delete a comment")),
     }
+}
+
+/// What a create answers, to record for its idempotency key (none without
+/// one).
+pub(super) fn answer<T: Serialize>(
+    caller: &UserId,
+    key: Option<&IdempotencyKey>,
+    status: u16,
+    value: &T,
+) -> Result<Option<Answer>, Error> {
+    key.map(|key| {
+        Ok(Answer {
+            caller: caller.clone(),
+            key: key.clone(),
+            status,
+            body: serde_json::to_string(value).map_err(Error::internal)?,
+        })
+    })
+    .transpose()
 }
 
 /// A page of `limit` rows from `limit + 1` fetched; the extra row only tells

@@ -9,7 +9,8 @@ use super::App;
 use super::ops::views;
 use crate::Error;
 use crate::domain::{
-    Caption, ImageFormat, ImageSize, MAX_IMAGE_BYTES, Post, PostId, PostStatus, UserId, rfc3339,
+    Caption, IdempotencyKey, ImageFormat, ImageSize, MAX_IMAGE_BYTES, Post, PostId, PostStatus,
+    UserId, rfc3339,
 };
 use crate::objects::{ObjectStore, UploadedPart};
 use crate::store::{NewPost, PostRecord, Store};
@@ -73,6 +74,7 @@ pub async fn create_post<S: Store, O: ObjectStore>(
     caption: Caption,
     format: ImageFormat,
     size: ImageSize,
+    idempotency: Option<&IdempotencyKey>,
 ) -> Result<CreatedPost, Error> {
     let size_bytes = size.get();
     let (open, oldest_deadline) = app.store.open_uploads(caller).await?;
@@ -108,27 +110,35 @@ pub async fn create_post<S: Store, O: ObjectStore>(
         part_size: PART_SIZE,
         upload_expires_at: id.created_at() + app.limits.upload_ttl,
     };
-    if let Err(e) = app.store.create_post(&new).await {
+    // The answer is made before the post is stored: with an idempotency
+    // key, it is stored with the post, in one transaction.
+    let record = new.record();
+    let count = part_count(size_bytes, PART_SIZE);
+    let answer = async {
+        let (parts, expires_at) = presign(app, &record, &upload_id, 1..=count).await?;
+        let post = views(app, vec![record]).await?.remove(0);
+        let created = CreatedPost {
+            post,
+            upload: Upload {
+                upload_id: upload_id.clone(),
+                part_size: PART_SIZE,
+                part_count: count,
+                expires_at,
+                upload_expires_at: rfc3339(new.upload_expires_at),
+                parts,
+            },
+        };
+        let recorded = super::ops::answer(caller, idempotency, 201, &created)?;
+        app.store.create_post(&new, recorded.as_ref()).await?;
+        Ok(created)
+    }
+    .await;
+    if answer.is_err() {
         // No post, no upload: the lifecycle rule would clean it up in a day,
         // but there is no reason to wait.
         let _ = app.objects.abort_upload(&key, &upload_id).await;
-        return Err(e);
     }
-    let record = new.record();
-    let count = part_count(size_bytes, PART_SIZE);
-    let (parts, expires_at) = presign(app, &record, &upload_id, 1..=count).await?;
-    let post = views(app, vec![record]).await?.remove(0);
-    Ok(CreatedPost {
-        post,
-        upload: Upload {
-            upload_id,
-            part_size: PART_SIZE,
-            part_count: count,
-            expires_at,
-            upload_expires_at: rfc3339(new.upload_expires_at),
-            parts,
-        },
-    })
+    answer
 }
 
 pub async fn upload_state<S: Store, O: ObjectStore>(
@@ -180,13 +190,22 @@ pub async fn complete<S: Store, O: ObjectStore>(
     id: PostId,
     client_parts: Option<Vec<(u32, String)>>,
 ) -> Result<Post, Error> {
+    // Safe to retry: once past awaiting_upload, the author gets the post as
+    // it stands (a retry after a lost 202, or after the finalizer).
+    let post = authors_post(app, caller, id).await?;
+    if post.status != PostStatus::AwaitingUpload {
+        return Ok(views(app, vec![post]).await?.remove(0));
+    }
     let (mut post, upload_id) = open_upload(app, caller, id).await?;
     let key = id.original_key();
-    let held = app
-        .objects
-        .list_parts(&key, &upload_id)
-        .await?
-        .ok_or_else(|| Error::Conflict("the upload no longer exists".into()))?;
+    let Some(held) = app.objects.list_parts(&key, &upload_id).await? else {
+        // The upload is gone. If S3 holds the original, an earlier complete
+        // finished it and lost its answer: the post goes on.
+        if app.objects.original_exists(&key).await? {
+            return carry_on(app, post).await;
+        }
+        return Err(Error::Conflict("the upload no longer exists".into()));
+    };
     let count = part_count(post.size_bytes, post.part_size);
     // The parts to assemble, with S3's own sizes (a client cannot lie about
     // those). Without a list from the client, whatever S3 holds.
@@ -241,28 +260,65 @@ pub async fn complete<S: Store, O: ObjectStore>(
             extra.0
         )));
     }
-    // `processing` before S3 completes: the object's event may reach the
-    // finalizer before this request returns, and the finalizer only moves
-    // processing posts.
+    // `processing` before S3 completes, so the object's event finds the
+    // post past its upload. A concurrent complete moved it first: answer
+    // the post as it stands.
     if !app
         .store
         .transition(id, PostStatus::AwaitingUpload, PostStatus::Processing, None)
         .await?
     {
-        return Err(Error::Conflict(
-            "the upload is already being completed".into(),
-        ));
+        let now = authors_post(app, caller, id).await?;
+        return Ok(views(app, vec![now]).await?.remove(0));
     }
     let list: Vec<(u32, String)> = parts.into_iter().map(|(n, e, _)| (n, e)).collect();
     if let Err(e) = app.objects.complete_upload(&key, &upload_id, &list).await {
-        app.store
-            .transition(id, PostStatus::Processing, PostStatus::AwaitingUpload, None)
-            .await?;
-        return Err(e);
+        // Not every failure means S3 did not complete it: a timeout or a
+        // lost answer may follow the commit. The original tells.
+        match app.objects.original_exists(&key).await {
+            Ok(true) => {
+                tracing::info!(error = %e, "CompleteMultipartUpload failed, but S3 holds the original");
+            }
+            answer => {
+                if let Err(lookup) = answer {
+                    tracing::warn!(error = %lookup, "cannot tell whether S3 completed the upload");
+                }
+                // Back to awaiting_upload, so the client's retry completes
+                // it. Had S3 committed after all, its event still arrives and
+                // the finalizer moves the post on from awaiting_upload.
+                app.store
+                    .transition(id, PostStatus::Processing, PostStatus::AwaitingUpload, None)
+                    .await?;
+                return Err(e);
+            }
+        }
     }
     // The record in hand, moved on: the contract answers `processing`, even
     // if the finalizer is already done by now.
     post.status = PostStatus::Processing;
+    Ok(views(app, vec![post]).await?.remove(0))
+}
+
+/// A post whose upload S3 completed without this request knowing: on to
+/// `processing` (unless it moved on already), answered as it stands.
+async fn carry_on<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    mut post: PostRecord,
+) -> Result<Post, Error> {
+    if app
+        .store
+        .transition(
+            post.id,
+            PostStatus::AwaitingUpload,
+            PostStatus::Processing,
+            None,
+        )
+        .await?
+    {
+        post.status = PostStatus::Processing;
+    } else if let Some(now) = app.store.post(post.id).await? {
+        post = now;
+    }
     Ok(views(app, vec![post]).await?.remove(0))
 }
 
@@ -284,13 +340,12 @@ pub async fn abort<S: Store, O: ObjectStore>(
         .await
 }
 
-/// The post and its open upload, if the caller is its author and it still
-/// awaits its upload.
-async fn open_upload<S: Store, O: ObjectStore>(
+/// The post, if the caller is its author.
+async fn authors_post<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
-) -> Result<(PostRecord, String), Error> {
+) -> Result<PostRecord, Error> {
     let post = app
         .store
         .post(id)
@@ -301,6 +356,17 @@ async fn open_upload<S: Store, O: ObjectStore>(
             "only the author of a post may touch its upload",
         ));
     }
+    Ok(post)
+}
+
+/// The post and its open upload, if the caller is its author and it still
+/// awaits its upload.
+async fn open_upload<S: Store, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    id: PostId,
+) -> Result<(PostRecord, String), Error> {
+    let post = authors_post(app, caller, id).await?;
     match (post.status, post.upload_id.clone()) {
         (PostStatus::AwaitingUpload, _) if expired(&post) => Err(Error::Conflict(format!(
             "the upload expired at {}; create the post again",

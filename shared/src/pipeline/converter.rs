@@ -4,11 +4,10 @@
 //! unreachable) put the message back for a retry through the batch response.
 //!
 //! What it needs from the outside is three small capabilities, [`Originals`],
-//! [`ConvertedImages`] and [`Results`]; `objects::S3Objects` and
-//! `queue::SqsResults` are their adapters, fakes stand in for them in the
-//! unit tests below.
+//! [`ConvertedImages`] and [`Results`] (`pipeline::ports`);
+//! `objects::S3Objects` and `queue::SqsQueue` are their adapters, fakes stand
+//! in for them in the unit tests below.
 
-use std::future::Future;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,49 +16,9 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::convert::{self, Limits};
 use super::messages::{self, Body, ConversionResult};
+pub use super::ports::{ConvertedImages, ObjectHead, Originals, Results};
 use crate::Error;
 use crate::domain::{MAX_IMAGE_BYTES, Outcome, PostId};
-
-/// An original as the converter sees it before reading it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectHead {
-    pub size: u64,
-    pub etag: String,
-}
-
-/// Where the uploaded originals are.
-pub trait Originals: Send + Sync + 'static {
-    /// Size and ETag, or `None` when there is no such object.
-    fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectHead>, Error>> + Send;
-
-    /// The original's bytes as they download, for a decoder reading on a
-    /// blocking thread; pinned to `etag` (the version that was checked).
-    fn open(
-        &self,
-        key: &str,
-        etag: &str,
-    ) -> impl Future<Output = Result<Box<dyn Read + Send>, Error>> + Send;
-}
-
-/// Where converted images go.
-pub trait ConvertedImages: Send + Sync + 'static {
-    /// The ETag of the original the image at `key` was made from, if it
-    /// exists: a repeated event finds its work done.
-    fn source_of(&self, key: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
-
-    /// Stores the JPEG, remembering its original's ETag.
-    fn store(
-        &self,
-        key: &str,
-        jpeg: Vec<u8>,
-        source_etag: &str,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-}
-
-/// Where results go: the finalizer's queue.
-pub trait Results: Send + Sync + 'static {
-    fn send(&self, result: &ConversionResult) -> impl Future<Output = Result<(), Error>> + Send;
-}
 
 pub struct Converter<S, R> {
     /// Originals and converted images (one bucket).
@@ -70,7 +29,7 @@ pub struct Converter<S, R> {
     pub limits: Limits,
 }
 
-impl Converter<crate::objects::S3Objects, crate::queue::SqsResults> {
+impl Converter<crate::objects::S3Objects, crate::queue::SqsQueue> {
     /// The deployed wiring: configuration, and the clients the caller built
     /// once per process.
     pub fn from_config(
@@ -86,9 +45,10 @@ impl Converter<crate::objects::S3Objects, crate::queue::SqsResults> {
                 None,
                 std::time::Duration::from_secs(3600),
             ),
-            results: crate::queue::SqsResults {
+            results: crate::queue::SqsQueue {
                 client: sqs,
                 queue_url: cfg.results_queue_url.clone(),
+                what: "results queue",
             },
             bucket: cfg.bucket.clone(),
             limits: Limits::default(),

@@ -21,11 +21,16 @@ pub mod converter;
 #[cfg(feature = "finalizer")]
 pub mod finalizer;
 pub mod messages;
+pub mod ports;
+#[cfg(feature = "sweeper")]
+pub mod sweeper;
 
 #[cfg(feature = "converter")]
 pub use converter::Converter;
 #[cfg(feature = "finalizer")]
 pub use finalizer::Finalizer;
+#[cfg(feature = "sweeper")]
+pub use sweeper::Sweeper;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 

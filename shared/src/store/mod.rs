@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use crate::Error;
 pub use crate::domain::Outcome;
 use crate::domain::{
-    Caption, CommentId, CommentText, CommentsPosition, FeedPosition, PostId, PostStatus, UserId,
+    Caption, CommentId, CommentText, CommentsPosition, FeedPosition, IdempotencyKey, PostId,
+    PostStatus, UserId,
 };
 
 pub use mysql::{MySqlStore, migrate};
@@ -30,6 +31,8 @@ pub struct PostRecord {
     pub upload_expires_at: Option<OffsetDateTime>,
     pub image_key: Option<String>,
     pub failure_reason: Option<String>,
+    /// How often the sweeper sent it back to the converter.
+    pub sweep_attempts: u32,
     pub comment_count: u64,
 }
 
@@ -62,6 +65,29 @@ pub enum DeleteComment {
     NotAuthor,
 }
 
+/// What an idempotency key holds when a request claims it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Never used (or expired): this request runs and records its answer.
+    New,
+    /// Used by the same request: its first answer.
+    Replay { status: u16, body: String },
+    /// Used by another request (another body or route).
+    Mismatch,
+    /// The first request is still running.
+    InProgress,
+}
+
+/// A create's answer, recorded for its idempotency key in the create's own
+/// transaction: either both are stored or neither.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub caller: UserId,
+    pub key: IdempotencyKey,
+    pub status: u16,
+    pub body: String,
+}
+
 /// A post about to be created, with its open upload.
 #[derive(Clone, Debug)]
 pub struct NewPost {
@@ -90,6 +116,7 @@ impl NewPost {
             upload_expires_at: Some(self.upload_expires_at),
             image_key: None,
             failure_reason: None,
+            sweep_attempts: 0,
             comment_count: 0,
         }
     }
@@ -131,6 +158,7 @@ pub trait Store: Send + Sync + 'static {
         id: CommentId,
         author: &UserId,
         content: &CommentText,
+        answer: Option<&Answer>,
     ) -> impl Future<Output = Result<AddComment, Error>> + Send;
 
     /// Deletes the comment if `caller` wrote it, and lowers the count, in one
@@ -142,7 +170,50 @@ pub trait Store: Send + Sync + 'static {
         caller: &UserId,
     ) -> impl Future<Output = Result<DeleteComment, Error>> + Send;
 
-    fn create_post(&self, post: &NewPost) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Stores the post (and `answer`, in the same transaction).
+    fn create_post(
+        &self,
+        post: &NewPost,
+        answer: Option<&Answer>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Claims `key` for a request whose route, path and body hash to
+    /// `hash`; see [`Claim`]. Keys last 24 hours.
+    fn claim_key(
+        &self,
+        caller: &UserId,
+        key: &IdempotencyKey,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Claim, Error>> + Send;
+
+    /// Gives up a claim whose request failed before answering, so a retry
+    /// runs it again.
+    fn release_key(
+        &self,
+        caller: &UserId,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Removes up to `limit` keys older than 24 hours; how many went.
+    fn purge_keys(&self, limit: u32) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// Posts still awaiting an upload whose deadline has passed, oldest
+    /// deadline first.
+    fn expired_uploads(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PostRecord>, Error>> + Send;
+
+    /// Posts processing, untouched for `older_than_secs`, oldest first.
+    fn stale_processing(
+        &self,
+        older_than_secs: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PostRecord>, Error>> + Send;
+
+    /// Counts one more sweep of a processing post (and restarts its
+    /// clock); false if it is no longer processing.
+    fn count_sweep(&self, post: PostId) -> impl Future<Output = Result<bool, Error>> + Send;
 
     /// How many posts of `author` await their upload, and the oldest one's
     /// upload deadline.
@@ -164,7 +235,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a post still awaiting its upload; false if it was not.
     fn delete_unpublished(&self, post: PostId) -> impl Future<Output = Result<bool, Error>> + Send;
 
-    /// Records how a conversion ended, once: only a `processing` post moves,
+    /// Records how a conversion ended, once: only a post still processing
+    /// (or awaiting its upload: a result proves the upload completed) moves,
     /// so repeated or late results never flip a published post back.
     fn finish(
         &self,

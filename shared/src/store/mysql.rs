@@ -7,12 +7,14 @@ use mysql_async::{
     IsolationLevel, OptsBuilder, Pool, PoolConstraints, PoolOpts, Row, SslOpts, TxOpts,
 };
 
-use super::{AddComment, CommentRecord, DeleteComment, NewPost, Outcome, PostRecord, Store};
+use super::{
+    AddComment, Answer, Claim, CommentRecord, DeleteComment, NewPost, Outcome, PostRecord, Store,
+};
 use crate::Error;
 use crate::config::DbConfig;
 use crate::domain::{
-    CommentId, CommentText, CommentsPosition, FeedPosition, PostId, PostStatus, UserId,
-    sql_datetime,
+    CommentId, CommentText, CommentsPosition, FeedPosition, IdempotencyKey, PostId, PostStatus,
+    UserId, sql_datetime,
 };
 use time::{OffsetDateTime, PrimitiveDateTime};
 
@@ -34,6 +36,10 @@ pub async fn migrate(pool: &Pool) -> Result<(), Error> {
 #[derive(Clone)]
 pub struct MySqlStore {
     pool: Pool,
+    /// Longest a statement (pool wait included) may take: a database that
+    /// stops answering is a 503 within it, never a request hung until the
+    /// Lambda timeout.
+    timeout: std::time::Duration,
 }
 
 impl MySqlStore {
@@ -49,6 +55,9 @@ impl MySqlStore {
             .user(Some(db.user.clone()))
             .pass(Some(db.password.expose().to_owned()))
             .db_name(Some(db.database.clone()))
+            // TCP always, as to RDS Proxy: no switch to the server's unix
+            // socket when it is local (the tests' fault proxy sits on TCP).
+            .prefer_socket(false)
             // rustls, verified against the webpki roots (which RDS Proxy's
             // ACM certificate chains to).
             .ssl_opts(db.tls.then(SslOpts::default))
@@ -76,6 +85,38 @@ impl MySqlStore {
             .tcp_nodelay(true);
         MySqlStore {
             pool: Pool::new(opts),
+            timeout: db.timeout,
+        }
+    }
+
+    /// Runs one operation within the timeout. Cancelled on expiry: its
+    /// connection goes back to the pool, which rolls back what it left.
+    async fn within<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::unavailable(
+                "database",
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            )),
+        }
+    }
+
+    /// `op` once more if it failed on a deadlock (InnoDB rolled it back
+    /// whole, so running it again is safe); a second deadlock is a 503.
+    async fn retrying_deadlock<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        match op().await {
+            Err(e) if is_deadlock(&e) => {
+                tracing::info!("deadlock; running the transaction again");
+                op().await
+            }
+            r => r,
         }
     }
 
@@ -87,7 +128,7 @@ impl MySqlStore {
 macro_rules! post_columns {
     () => {
         "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
-         upload_expires_at, image_key, failure_reason, comment_count FROM posts "
+         upload_expires_at, image_key, failure_reason, sweep_attempts, comment_count FROM posts "
     };
 }
 
@@ -121,6 +162,18 @@ pub mod sql {
     pub const COMMENTS_AFTER: &str = "SELECT post_id, id, author, content FROM comments \
                                       WHERE post_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
     pub const COMMENT_AUTHOR: &str = "SELECT author FROM comments WHERE post_id = ? AND id = ?";
+    /// Index posts_upload_deadline (status, upload_expires_at): a range.
+    pub const EXPIRED_UPLOADS: &str = concat!(
+        post_columns!(),
+        "WHERE status = 'awaiting_upload' AND upload_expires_at < NOW(3) \
+         ORDER BY upload_expires_at LIMIT ?"
+    );
+    /// Index posts_status_updated (status, updated_at): a range.
+    pub const STALE_PROCESSING: &str = concat!(
+        post_columns!(),
+        "WHERE status = 'processing' AND updated_at < NOW(3) - INTERVAL ? SECOND \
+         ORDER BY updated_at LIMIT ?"
+    );
     /// Index posts_author_status (author, status): one equality range.
     pub const OPEN_UPLOADS: &str = "SELECT COUNT(*), MIN(upload_expires_at) FROM posts \
                                     WHERE author = ? AND status = 'awaiting_upload'";
@@ -131,50 +184,32 @@ fn id_bytes(v: Vec<u8>) -> Result<[u8; 16], Error> {
         .map_err(|_| Error::internal("id column is not 16 bytes"))
 }
 
-fn post_from_row(row: Row) -> Result<PostRecord, Error> {
-    type Cols = (
-        Vec<u8>,
-        String,
-        String,
-        String,
-        String,
-        u64,
-        Option<String>,
-        u64,
-        Option<PrimitiveDateTime>,
-        Option<String>,
-        Option<String>,
-        u64,
-    );
-    let (
-        id,
-        author,
-        caption,
-        status,
-        content_type,
-        size_bytes,
-        upload_id,
-        part_size,
-        upload_expires_at,
-        image_key,
-        failure_reason,
-        comment_count,
-    ) = mysql_async::from_row_opt::<Cols>(row).map_err(Error::internal)?;
+fn post_from_row(mut row: Row) -> Result<PostRecord, Error> {
+    // By position, in post_columns!'s order (more columns than mysql_async
+    // converts as a tuple).
+    fn col<T: mysql_async::prelude::FromValue>(row: &mut Row, i: usize) -> Result<T, Error> {
+        row.take_opt(i)
+            .ok_or_else(|| Error::internal(format!("post row has no column {i}")))?
+            .map_err(Error::internal)
+    }
+    let status: String = col(&mut row, 3)?;
     Ok(PostRecord {
-        id: PostId::from_bytes(id_bytes(id)?),
-        author,
-        caption,
+        id: PostId::from_bytes(id_bytes(col(&mut row, 0)?)?),
+        author: col(&mut row, 1)?,
+        caption: col(&mut row, 2)?,
         status: PostStatus::parse(&status)
             .ok_or_else(|| Error::internal(format!("unknown status {status}")))?,
-        content_type,
-        size_bytes,
-        upload_id,
-        part_size,
+        content_type: col(&mut row, 4)?,
+        size_bytes: col(&mut row, 5)?,
+        upload_id: col(&mut row, 6)?,
+        part_size: col(&mut row, 7)?,
         // Written as UTC (sql_datetime), read back as such.
-        upload_expires_at: upload_expires_at.map(PrimitiveDateTime::assume_utc),
-        image_key,
-        failure_reason,
-        comment_count,
+        upload_expires_at: col::<Option<PrimitiveDateTime>>(&mut row, 8)?
+            .map(PrimitiveDateTime::assume_utc),
+        image_key: col(&mut row, 9)?,
+        failure_reason: col(&mut row, 10)?,
+        sweep_attempts: col(&mut row, 11)?,
+        comment_count: col(&mut row, 12)?,
     })
 }
 
@@ -190,6 +225,28 @@ fn comment_from_row(row: Row) -> Result<CommentRecord, Error> {
     })
 }
 
+/// How long a key may stay "in progress" before a retry may take it over:
+/// the first request's function ended (Lambda's timeout is 10 s) without
+/// recording an answer.
+const ABANDONED_AFTER_SECS: u32 = 30;
+
+/// Writes a create's answer for its idempotency key, in the create's
+/// transaction.
+async fn record_answer(tx: &mut mysql_async::Transaction<'_>, a: &Answer) -> Result<(), Error> {
+    tx.exec_drop(
+        "UPDATE idempotency_keys SET status = ?, response = ? WHERE caller = ? AND idem_key = ?",
+        (a.status, &a.body, a.caller.as_str(), a.key.as_str()),
+    )
+    .await?;
+    Ok(())
+}
+
+fn is_deadlock(e: &Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<mysql_async::Error>())
+        .is_some_and(|m| matches!(m, mysql_async::Error::Server(s) if s.code == 1213))
+}
+
 fn read_committed() -> TxOpts {
     let mut opts = TxOpts::default();
     opts.with_isolation_level(IsolationLevel::ReadCommitted);
@@ -198,15 +255,21 @@ fn read_committed() -> TxOpts {
 
 impl Store for MySqlStore {
     async fn ping(&self) -> Result<(), Error> {
-        let mut conn = self.pool.get_conn().await?;
-        conn.ping().await?;
-        Ok(())
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.ping().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn post(&self, id: PostId) -> Result<Option<PostRecord>, Error> {
-        let mut conn = self.pool.get_conn().await?;
-        let row: Option<Row> = conn.exec_first(sql::POST_BY_ID, (id.as_bytes(),)).await?;
-        row.map(post_from_row).transpose()
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let row: Option<Row> = conn.exec_first(sql::POST_BY_ID, (id.as_bytes(),)).await?;
+            row.map(post_from_row).transpose()
+        })
+        .await
     }
 
     async fn feed_page(
@@ -214,23 +277,26 @@ impl Store for MySqlStore {
         after: Option<FeedPosition>,
         limit: usize,
     ) -> Result<Vec<PostRecord>, Error> {
-        let mut conn = self.pool.get_conn().await?;
-        let rows: Vec<Row> = match after {
-            None => conn.exec(sql::FEED_FIRST, (limit as u64,)).await?,
-            Some(p) => {
-                conn.exec(
-                    sql::FEED_AFTER,
-                    (
-                        p.comment_count,
-                        p.comment_count,
-                        p.post_id.as_bytes(),
-                        limit as u64,
-                    ),
-                )
-                .await?
-            }
-        };
-        rows.into_iter().map(post_from_row).collect()
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let rows: Vec<Row> = match after {
+                None => conn.exec(sql::FEED_FIRST, (limit as u64,)).await?,
+                Some(p) => {
+                    conn.exec(
+                        sql::FEED_AFTER,
+                        (
+                            p.comment_count,
+                            p.comment_count,
+                            p.post_id.as_bytes(),
+                            limit as u64,
+                        ),
+                    )
+                    .await?
+                }
+            };
+            rows.into_iter().map(post_from_row).collect()
+        })
+        .await
     }
 
     async fn last_comments(
@@ -238,21 +304,24 @@ impl Store for MySqlStore {
         posts: &[PostId],
         per_post: usize,
     ) -> Result<Vec<CommentRecord>, Error> {
-        if posts.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One statement, one primary-key range of `per_post` rows per post:
-        // MariaDB has no LATERAL join, and a window function over
-        // `post_id IN (...)` would read every comment of a hot post.
-        let sql = vec![sql::LAST_COMMENTS_OF_ONE; posts.len()].join(" UNION ALL ");
-        let mut params: Vec<mysql_async::Value> = Vec::with_capacity(posts.len() * 2);
-        for p in posts {
-            params.push(p.as_bytes().to_vec().into());
-            params.push((per_post as u64).into());
-        }
-        let mut conn = self.pool.get_conn().await?;
-        let rows: Vec<Row> = conn.exec(sql, params).await?;
-        rows.into_iter().map(comment_from_row).collect()
+        self.within(async {
+            if posts.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One statement, one primary-key range of `per_post` rows per post:
+            // MariaDB has no LATERAL join, and a window function over
+            // `post_id IN (...)` would read every comment of a hot post.
+            let sql = vec![sql::LAST_COMMENTS_OF_ONE; posts.len()].join(" UNION ALL ");
+            let mut params: Vec<mysql_async::Value> = Vec::with_capacity(posts.len() * 2);
+            for p in posts {
+                params.push(p.as_bytes().to_vec().into());
+                params.push((per_post as u64).into());
+            }
+            let mut conn = self.pool.get_conn().await?;
+            let rows: Vec<Row> = conn.exec(sql, params).await?;
+            rows.into_iter().map(comment_from_row).collect()
+        })
+        .await
     }
 
     async fn comments_page(
@@ -261,21 +330,24 @@ impl Store for MySqlStore {
         after: Option<CommentsPosition>,
         limit: usize,
     ) -> Result<Vec<CommentRecord>, Error> {
-        let mut conn = self.pool.get_conn().await?;
-        let rows: Vec<Row> = match after {
-            None => {
-                conn.exec(sql::COMMENTS_FIRST, (post.as_bytes(), limit as u64))
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let rows: Vec<Row> = match after {
+                None => {
+                    conn.exec(sql::COMMENTS_FIRST, (post.as_bytes(), limit as u64))
+                        .await?
+                }
+                Some(p) => {
+                    conn.exec(
+                        sql::COMMENTS_AFTER,
+                        (post.as_bytes(), p.comment_id.as_bytes(), limit as u64),
+                    )
                     .await?
-            }
-            Some(p) => {
-                conn.exec(
-                    sql::COMMENTS_AFTER,
-                    (post.as_bytes(), p.comment_id.as_bytes(), limit as u64),
-                )
-                .await?
-            }
-        };
-        rows.into_iter().map(comment_from_row).collect()
+                }
+            };
+            rows.into_iter().map(comment_from_row).collect()
+        })
+        .await
     }
 
     async fn add_comment(
@@ -284,40 +356,50 @@ impl Store for MySqlStore {
         id: CommentId,
         author: &UserId,
         content: &CommentText,
+        answer: Option<&Answer>,
     ) -> Result<AddComment, Error> {
-        let mut conn = self.pool.get_conn().await?;
-        let mut tx = conn.start_transaction(read_committed()).await?;
-        // Locks the post row first (as delete does), so concurrent comments
-        // on one post serialise on it and the count stays exact.
-        tx.exec_drop(
-            "UPDATE posts SET comment_count = comment_count + 1 WHERE id = ? AND status = 'published'",
-            (post.as_bytes(),),
-        )
-        .await?;
-        if tx.affected_rows() == 1 {
-            tx.exec_drop(
-                "INSERT INTO comments (post_id, id, author, content, created_at) VALUES (?, ?, ?, ?, ?)",
-                (post.as_bytes(), id.as_bytes(), author.as_str(), content.as_str(), sql_datetime(id.created_at())),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(AddComment::Added);
-        }
-        let row: Option<(String, String)> = tx
-            .exec_first(
-                "SELECT status, author FROM posts WHERE id = ?",
-                (post.as_bytes(),),
-            )
-            .await?;
-        tx.rollback().await?;
-        Ok(match row {
-            None => AddComment::NoSuchPost,
-            Some((status, author)) => AddComment::NotPublished {
-                status: PostStatus::parse(&status)
-                    .ok_or_else(|| Error::internal("unknown status"))?,
-                author,
-            },
+        self.retrying_deadlock(|| {
+            self.within(async {
+                let mut conn = self.pool.get_conn().await?;
+                let mut tx = conn.start_transaction(read_committed()).await?;
+                // Locks the post row first (as delete does), so concurrent
+                // comments on one post serialise on it and the count stays
+                // exact.
+                tx.exec_drop(
+                    "UPDATE posts SET comment_count = comment_count + 1 WHERE id = ? AND status = 'published'",
+                    (post.as_bytes(),),
+                )
+                .await?;
+                if tx.affected_rows() == 1 {
+                    tx.exec_drop(
+                        "INSERT INTO comments (post_id, id, author, content, created_at) VALUES (?, ?, ?, ?, ?)",
+                        (post.as_bytes(), id.as_bytes(), author.as_str(), content.as_str(), sql_datetime(id.created_at())),
+                    )
+                    .await?;
+                    if let Some(a) = answer {
+                        record_answer(&mut tx, a).await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(AddComment::Added);
+                }
+                let row: Option<(String, String)> = tx
+                    .exec_first(
+                        "SELECT status, author FROM posts WHERE id = ?",
+                        (post.as_bytes(),),
+                    )
+                    .await?;
+                tx.rollback().await?;
+                Ok(match row {
+                    None => AddComment::NoSuchPost,
+                    Some((status, author)) => AddComment::NotPublished {
+                        status: PostStatus::parse(&status)
+                            .ok_or_else(|| Error::internal("unknown status"))?,
+                        author,
+                    },
+                })
+            })
         })
+        .await
     }
 
     async fn delete_comment(
@@ -326,73 +408,211 @@ impl Store for MySqlStore {
         id: CommentId,
         caller: &UserId,
     ) -> Result<DeleteComment, Error> {
-        let mut conn = self.pool.get_conn().await?;
-        // A cheap unlocked look first: strangers are turned away without
-        // taking a lock on a possibly hot post.
-        let author: Option<String> = conn
-            .exec_first(sql::COMMENT_AUTHOR, (post.as_bytes(), id.as_bytes()))
-            .await?;
-        match author {
-            None => return Ok(DeleteComment::NoSuchComment),
-            Some(a) if a != caller.as_str() => return Ok(DeleteComment::NotAuthor),
-            Some(_) => {}
-        }
-        let mut tx = conn.start_transaction(read_committed()).await?;
-        // Post row first, then the comment: the same lock order as
-        // add_comment, so the two cannot deadlock.
-        tx.exec_drop(
-            "SELECT id FROM posts WHERE id = ? FOR UPDATE",
-            (post.as_bytes(),),
-        )
-        .await?;
-        tx.exec_drop(
-            "DELETE FROM comments WHERE post_id = ? AND id = ? AND author = ?",
-            (post.as_bytes(), id.as_bytes(), caller.as_str()),
-        )
-        .await?;
-        if tx.affected_rows() == 0 {
-            // Deleted concurrently by another request of the same author.
-            tx.rollback().await?;
-            return Ok(DeleteComment::NoSuchComment);
-        }
-        tx.exec_drop(
-            "UPDATE posts SET comment_count = comment_count - 1 WHERE id = ?",
-            (post.as_bytes(),),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(DeleteComment::Deleted)
+        self.retrying_deadlock(|| {
+            self.within(async {
+                let mut conn = self.pool.get_conn().await?;
+                // A cheap unlocked look first: strangers are turned away without
+                // taking a lock on a possibly hot post.
+                let author: Option<String> = conn
+                    .exec_first(sql::COMMENT_AUTHOR, (post.as_bytes(), id.as_bytes()))
+                    .await?;
+                match author {
+                    None => return Ok(DeleteComment::NoSuchComment),
+                    Some(a) if a != caller.as_str() => return Ok(DeleteComment::NotAuthor),
+                    Some(_) => {}
+                }
+                let mut tx = conn.start_transaction(read_committed()).await?;
+                // Post row first, then the comment: the same lock order as
+                // add_comment, so the two cannot deadlock.
+                tx.exec_drop(
+                    "SELECT id FROM posts WHERE id = ? FOR UPDATE",
+                    (post.as_bytes(),),
+                )
+                .await?;
+                tx.exec_drop(
+                    "DELETE FROM comments WHERE post_id = ? AND id = ? AND author = ?",
+                    (post.as_bytes(), id.as_bytes(), caller.as_str()),
+                )
+                .await?;
+                if tx.affected_rows() == 0 {
+                    // Deleted concurrently by another request of the same author.
+                    tx.rollback().await?;
+                    return Ok(DeleteComment::NoSuchComment);
+                }
+                tx.exec_drop(
+                    "UPDATE posts SET comment_count = comment_count - 1 WHERE id = ?",
+                    (post.as_bytes(),),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(DeleteComment::Deleted)
+            })
+        })
+        .await
     }
 
-    async fn create_post(&self, p: &NewPost) -> Result<(), Error> {
-        let mut conn = self.pool.get_conn().await?;
-        conn.exec_drop(
-            "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
-             upload_expires_at, created_at, updated_at) VALUES (?, ?, ?, 'awaiting_upload', ?, ?, ?, ?, ?, ?, ?)",
-            (
-                p.id.as_bytes(),
-                p.author.as_str(),
-                p.caption.as_str(),
-                p.content_type,
-                p.size_bytes,
-                &p.upload_id,
-                p.part_size,
-                sql_datetime(p.upload_expires_at),
-                sql_datetime(p.id.created_at()),
-                sql_datetime(p.id.created_at()),
-            ),
-        )
-        .await?;
-        Ok(())
+    async fn create_post(&self, p: &NewPost, answer: Option<&Answer>) -> Result<(), Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let mut tx = conn.start_transaction(read_committed()).await?;
+            tx.exec_drop(
+                "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
+                 upload_expires_at, created_at, updated_at) VALUES (?, ?, ?, 'awaiting_upload', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    p.id.as_bytes(),
+                    p.author.as_str(),
+                    p.caption.as_str(),
+                    p.content_type,
+                    p.size_bytes,
+                    &p.upload_id,
+                    p.part_size,
+                    sql_datetime(p.upload_expires_at),
+                    sql_datetime(p.id.created_at()),
+                    sql_datetime(p.id.created_at()),
+                ),
+            )
+            .await?;
+            if let Some(a) = answer {
+                record_answer(&mut tx, a).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_key(
+        &self,
+        caller: &UserId,
+        key: &IdempotencyKey,
+        hash: &[u8; 32],
+    ) -> Result<Claim, Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(
+                "INSERT IGNORE INTO idempotency_keys (caller, idem_key, request_hash, created_at) \
+                 VALUES (?, ?, ?, NOW(3))",
+                (caller.as_str(), key.as_str(), &hash[..]),
+            )
+            .await?;
+            if conn.affected_rows() == 1 {
+                return Ok(Claim::New);
+            }
+            // Times compared in the database: one clock for every function.
+            type Row = (Vec<u8>, Option<u16>, Option<String>, String, bool, bool);
+            let row: Option<Row> = conn
+                .exec_first(
+                    "SELECT request_hash, status, response, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f'), \
+                     created_at < NOW(3) - INTERVAL 24 HOUR, created_at < NOW(3) - INTERVAL ? SECOND \
+                     FROM idempotency_keys WHERE caller = ? AND idem_key = ?",
+                    (ABANDONED_AFTER_SECS, caller.as_str(), key.as_str()),
+                )
+                .await?;
+            let Some((stored, status, response, created, expired, abandoned)) = row else {
+                // Released between our insert and this read: ask again.
+                return Ok(Claim::InProgress);
+            };
+            let take_over = expired || (status.is_none() && abandoned && stored == hash[..]);
+            if take_over {
+                // Only one retry wins the key (compare and set on its time).
+                conn.exec_drop(
+                    "UPDATE idempotency_keys SET request_hash = ?, status = NULL, response = NULL, \
+                     created_at = NOW(3) WHERE caller = ? AND idem_key = ? AND created_at = ?",
+                    (&hash[..], caller.as_str(), key.as_str(), created),
+                )
+                .await?;
+                return Ok(if conn.affected_rows() == 1 {
+                    Claim::New
+                } else {
+                    Claim::InProgress
+                });
+            }
+            if stored != hash[..] {
+                return Ok(Claim::Mismatch);
+            }
+            Ok(match (status, response) {
+                (Some(status), Some(body)) => Claim::Replay { status, body },
+                _ => Claim::InProgress,
+            })
+        })
+        .await
+    }
+
+    async fn release_key(&self, caller: &UserId, key: &IdempotencyKey) -> Result<(), Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(
+                "DELETE FROM idempotency_keys WHERE caller = ? AND idem_key = ? AND status IS NULL",
+                (caller.as_str(), key.as_str()),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_keys(&self, limit: u32) -> Result<u64, Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(
+                "DELETE FROM idempotency_keys WHERE created_at < NOW(3) - INTERVAL 24 HOUR \
+                 ORDER BY created_at LIMIT ?",
+                (limit,),
+            )
+            .await?;
+            Ok(conn.affected_rows())
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, limit: u32) -> Result<Vec<PostRecord>, Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let rows: Vec<Row> = conn.exec(sql::EXPIRED_UPLOADS, (limit,)).await?;
+            rows.into_iter().map(post_from_row).collect()
+        })
+        .await
+    }
+
+    async fn stale_processing(
+        &self,
+        older_than_secs: u64,
+        limit: u32,
+    ) -> Result<Vec<PostRecord>, Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let rows: Vec<Row> = conn
+                .exec(sql::STALE_PROCESSING, (older_than_secs, limit))
+                .await?;
+            rows.into_iter().map(post_from_row).collect()
+        })
+        .await
+    }
+
+    async fn count_sweep(&self, post: PostId) -> Result<bool, Error> {
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(
+                "UPDATE posts SET sweep_attempts = sweep_attempts + 1, updated_at = NOW(3) \
+                 WHERE id = ? AND status = 'processing'",
+                (post.as_bytes(),),
+            )
+            .await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
     }
 
     async fn open_uploads(&self, author: &UserId) -> Result<(u64, Option<OffsetDateTime>), Error> {
-        let mut conn = self.pool.get_conn().await?;
-        let row: Option<(u64, Option<PrimitiveDateTime>)> = conn
-            .exec_first(sql::OPEN_UPLOADS, (author.as_str(),))
-            .await?;
-        let (count, oldest) = row.unwrap_or((0, None));
-        Ok((count, oldest.map(PrimitiveDateTime::assume_utc)))
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            let row: Option<(u64, Option<PrimitiveDateTime>)> = conn
+                .exec_first(sql::OPEN_UPLOADS, (author.as_str(),))
+                .await?;
+            let (count, oldest) = row.unwrap_or((0, None));
+            Ok((count, oldest.map(PrimitiveDateTime::assume_utc)))
+        })
+        .await
     }
 
     async fn transition(
@@ -402,6 +622,7 @@ impl Store for MySqlStore {
         to: PostStatus,
         failure_reason: Option<&str>,
     ) -> Result<bool, Error> {
+        self.within(async {
         let mut conn = self.pool.get_conn().await?;
         conn.exec_drop(
             "UPDATE posts SET status = ?, failure_reason = ?, updated_at = NOW(3) WHERE id = ? AND status = ?",
@@ -409,32 +630,109 @@ impl Store for MySqlStore {
         )
         .await?;
         Ok(conn.affected_rows() == 1)
+    })
+        .await
     }
 
     async fn delete_unpublished(&self, post: PostId) -> Result<bool, Error> {
-        let mut conn = self.pool.get_conn().await?;
-        conn.exec_drop(
-            "DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'",
-            (post.as_bytes(),),
-        )
-        .await?;
-        Ok(conn.affected_rows() == 1)
+        self.within(async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(
+                "DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'",
+                (post.as_bytes(),),
+            )
+            .await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
     }
 
     async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
-        let (status, image_key, reason) = match outcome {
-            Outcome::Published { image_key } => {
-                (PostStatus::Published, Some(image_key.as_str()), None)
-            }
-            Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
-        };
-        let mut conn = self.pool.get_conn().await?;
-        conn.exec_drop(
-            "UPDATE posts SET status = ?, image_key = ?, failure_reason = ?, upload_id = NULL, \
-             updated_at = NOW(3) WHERE id = ? AND status = 'processing'",
-            (status.as_str(), image_key, reason, post.as_bytes()),
+        self.within(async {
+            let (status, image_key, reason) = match outcome {
+                Outcome::Published { image_key } => {
+                    (PostStatus::Published, Some(image_key.as_str()), None)
+                }
+                Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
+            };
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(
+                // From awaiting_upload too: a result means S3 holds the
+                // original, so the upload completed even if the `complete`
+                // request that did it lost its answer and rolled the post back.
+                "UPDATE posts SET status = ?, image_key = ?, failure_reason = ?, upload_id = NULL, \
+             updated_at = NOW(3) WHERE id = ? AND status IN ('processing', 'awaiting_upload')",
+                (status.as_str(), image_key, reason, post.as_bytes()),
+            )
+            .await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> MySqlStore {
+        // Never connects: no statement runs.
+        MySqlStore::connect(
+            &DbConfig {
+                host: "127.0.0.1".into(),
+                port: 9,
+                user: "u".into(),
+                password: crate::config::Secret::new("p"),
+                database: "d".into(),
+                tls: false,
+                timeout: std::time::Duration::from_millis(50),
+            },
+            1,
         )
-        .await?;
-        Ok(conn.affected_rows() == 1)
+    }
+
+    fn deadlock() -> Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1213,
+            message: "Deadlock found".into(),
+            state: "40001".into(),
+        })
+        .into()
+    }
+
+    #[tokio::test]
+    async fn a_deadlock_is_run_again_once() {
+        let store = store();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r = store
+            .retrying_deadlock(|| async {
+                match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => Err(deadlock()),
+                    _ => Ok(7),
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Twice is a 503.
+        let r: Result<u8, Error> = store.retrying_deadlock(|| async { Err(deadlock()) }).await;
+        assert_eq!(
+            r.unwrap_err().status(),
+            http::StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operation_past_the_timeout_is_a_503() {
+        let store = store();
+        let r: Result<(), Error> = store
+            .within(async {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                Ok(())
+            })
+            .await;
+        let e = r.unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.retry_after_secs(), Some(1));
     }
 }
