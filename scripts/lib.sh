@@ -186,6 +186,26 @@ stop_gateway() {
   fi
 }
 
+# The API reference rendered from openapi.yaml (Redoc, through Redocly's CLI
+# from npm, pinned), for the local stack to serve at /docs.
+REDOCLY_VERSION=2.77.0
+export IMAGEGRAM_DOCS=${IMAGEGRAM_DOCS:-$ROOT/target/api-docs/index.html}
+build_api_docs() {
+  command -v npm >/dev/null || apt_install nodejs npm
+  local prefix="$STATE/redocly"
+  if [[ ! -x "$prefix/node_modules/.bin/redocly" ]] \
+     || ! grep -q "\"version\": \"$REDOCLY_VERSION\"" "$prefix/node_modules/@redocly/cli/package.json" 2>/dev/null; then
+    log "installing @redocly/cli $REDOCLY_VERSION"
+    mkdir -p "$prefix"
+    npm install --silent --no-audit --no-fund --prefix "$prefix" "@redocly/cli@$REDOCLY_VERSION" \
+      >"$STATE/log/npm-redocly.log" 2>&1 || { tail -20 "$STATE/log/npm-redocly.log"; die "npm install @redocly/cli failed"; }
+  fi
+  log "rendering openapi.yaml to $IMAGEGRAM_DOCS"
+  mkdir -p "$(dirname "$IMAGEGRAM_DOCS")"
+  "$prefix/node_modules/.bin/redocly" build-docs "$ROOT/openapi.yaml" --output "$IMAGEGRAM_DOCS" \
+    >"$STATE/log/redocly.log" 2>&1 || { tail -20 "$STATE/log/redocly.log"; die "redocly build-docs failed"; }
+}
+
 # A local stack of the debug build (which `cargo test` has built) for the
 # suite's outside checks, on its own port, names and database, so it never
 # touches scripts/up's stack. Stopped when the calling script exits.

@@ -28,7 +28,7 @@ const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct RoutePattern {
     pub key: &'static str,
-    method: &'static str,
+    pub method: &'static str,
     segments: Vec<&'static str>,
 }
 
@@ -43,7 +43,7 @@ impl RoutePattern {
     }
 
     /// The path parameters when `path` matches, decoded as API Gateway does.
-    fn matches(&self, path: &str) -> Option<HashMap<String, String>> {
+    pub fn matches(&self, path: &str) -> Option<HashMap<String, String>> {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         if parts.len() != self.segments.len() {
             return None;
@@ -70,6 +70,9 @@ pub struct Gateway<S, O> {
     app: App<S, O>,
     auth: DevAuthorizer,
     routes: Vec<RoutePattern>,
+    /// The API reference rendered from openapi.yaml, served at /docs: the
+    /// local stack's, not an API route (it is a static page in AWS).
+    docs: Option<std::path::PathBuf>,
 }
 
 impl<S: Store, O: ObjectStore> Gateway<S, O> {
@@ -78,7 +81,14 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
             app,
             auth,
             routes: ROUTES.iter().map(|k| RoutePattern::parse(k)).collect(),
+            docs: None,
         }
+    }
+
+    /// Serves the rendered reference at `/docs`.
+    pub fn with_docs(mut self, page: std::path::PathBuf) -> Self {
+        self.docs = Some(page);
+        self
     }
 
     /// The API the gateway serves.
@@ -122,6 +132,20 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
             }
         };
         let path = parts.uri.path();
+        if parts.method == http::Method::GET
+            && matches!(path, "/docs" | "/docs/")
+            && let Some(page) = &self.docs
+        {
+            return match std::fs::read(page) {
+                Ok(html) => hyper::Response::builder()
+                    .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
+                    .body(Full::new(Bytes::from(html)))
+                    .expect("a static response"),
+                Err(_) => to_hyper(api::error_response(&imagegram::Error::NotFound(
+                    "the API reference is not built: scripts/up builds it",
+                ))),
+            };
+        }
         let Some((route, params)) = self
             .routes
             .iter()

@@ -160,8 +160,10 @@ async fn serve() -> Result<(), BoxError> {
             .optional("IMAGEGRAM_DEV_JWT_SECRET")
             .unwrap_or_else(|| auth::DEFAULT_SECRET.into()),
     );
-    Arc::new(Gateway::new(running.app, authorizer))
-        .serve(listener)
-        .await?;
+    let mut gateway = Gateway::new(running.app, authorizer);
+    if let Some(page) = process.optional("IMAGEGRAM_DOCS") {
+        gateway = gateway.with_docs(page.into());
+    }
+    Arc::new(gateway).serve(listener).await?;
     Ok(())
 }

@@ -43,7 +43,7 @@ pub async fn run<F, Fut>(
         let messages = match received {
             Ok(out) => out.messages.unwrap_or_default(),
             Err(e) => {
-                tracing::warn!(queue = queue.url, error = %e, "receive failed; retrying");
+                tracing::warn!(queue = queue.url, error = ?e, "receive failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }

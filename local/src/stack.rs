@@ -118,7 +118,21 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
             .force_path_style(true)
             .build(),
     );
-    let admin_sqs = aws_sdk_sqs::Client::new(sdk);
+    // The pollers' client: a long poll waits up to `poll_wait`, longer than
+    // the functions' operation timeouts allow (Lambda's event source
+    // mappings poll outside the functions in AWS).
+    let admin_sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(sdk)
+            .timeout_config(
+                aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .read_timeout(spec.poll_wait + Duration::from_secs(5))
+                    .operation_attempt_timeout(spec.poll_wait + Duration::from_secs(5))
+                    .operation_timeout(spec.poll_wait + Duration::from_secs(10))
+                    .build(),
+            )
+            .build(),
+    );
     let admin_secrets = aws_sdk_secretsmanager::Client::new(sdk);
     let region = sdk
         .region()

@@ -26,7 +26,9 @@ async fn post_with_key(
         .headers()
         .get("idempotent-replayed")
         .map(|v| v.to_str().unwrap().to_owned());
-    (status, resp.json().await.unwrap(), replayed)
+    let body: serde_json::Value = resp.json().await.unwrap();
+    imagegram_tests::check_against_spec("POST", path, status, &body);
+    (status, body, replayed)
 }
 
 async fn comment_count(app: &TestApp, post: &str) -> usize {

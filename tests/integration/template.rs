@@ -256,3 +256,18 @@ fn every_function_logs_json_into_a_group_with_a_retention() {
         }
     }
 }
+
+#[test]
+fn the_openapi_document_declares_exactly_the_routes() {
+    let from_spec = imagegram_tests::spec::spec().routes();
+    let from_code: BTreeSet<String> = ROUTES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(from_spec, from_code);
+    // Public in the document exactly where API Gateway lets through.
+    let doc = imagegram_tests::spec::spec().doc();
+    for route in ROUTES {
+        let (method, path) = route.split_once(' ').unwrap();
+        let security = &doc["paths"][path][method.to_lowercase()]["security"];
+        let public = security.as_array().is_some_and(|s| s.is_empty());
+        assert_eq!(public, PUBLIC_ROUTES.contains(route), "{route}");
+    }
+}

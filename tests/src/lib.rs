@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub mod faults;
 pub mod images;
+pub mod spec;
 
 pub const JWT_SECRET: &str = "test-jwt-secret";
 
@@ -299,7 +300,23 @@ impl Reply {
 }
 
 impl TestApp {
+    /// Calls the API; the answer is held to openapi.yaml.
     pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let r = self.call_unchecked(method, path, user, body).await;
+        check_against_spec(method, path, r.status, &r.body);
+        r
+    }
+
+    /// Calls the API without holding the answer to openapi.yaml: for a
+    /// stack broken on purpose (a grant removed), whose 500s no document
+    /// declares.
+    pub async fn call_unchecked(
         &self,
         method: &str,
         path: &str,
@@ -584,5 +601,21 @@ impl TestApp {
             .send()
             .await
             .unwrap();
+    }
+}
+
+/// Holds an answer of the API to `openapi.yaml`: the route the gateway
+/// matched, the status declared, the body of that status's schema. Paths
+/// that match no route (404 `no such route`) are the gateway's own.
+pub fn check_against_spec(method: &str, path: &str, status: u16, body: &Value) {
+    let path = path.split('?').next().unwrap_or(path);
+    let route = imagegram::api::ROUTES
+        .iter()
+        .map(|k| imagegram_local::gateway::RoutePattern::parse(k))
+        .find(|r| r.method == method && r.matches(path).is_some());
+    if let Some(route) = route
+        && let Err(e) = spec::spec().check(route.key, status, body)
+    {
+        panic!("{e}");
     }
 }

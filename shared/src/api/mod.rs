@@ -30,6 +30,7 @@ use crate::store::Store;
 pub const ROUTES: &[&str] = &[
     "GET /health",
     "GET /health/dependencies",
+    "GET /openapi.json",
     "POST /posts",
     "GET /posts/{id}/upload",
     "POST /posts/{id}/upload/parts",
@@ -43,7 +44,11 @@ pub const ROUTES: &[&str] = &[
 ];
 
 /// Routes API Gateway lets through without a token.
-pub const PUBLIC_ROUTES: &[&str] = &["GET /health"];
+pub const PUBLIC_ROUTES: &[&str] = &["GET /health", "GET /openapi.json"];
+
+/// `openapi.yaml`, the contract as an OpenAPI 3.0 document, as JSON (made
+/// by build.rs).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// Largest request body read; API bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -116,6 +121,13 @@ async fn dispatch<S: Store, O: ObjectStore>(
         // Liveness: public, so it touches nothing behind the function.
         return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
     }
+    if route == "GET /openapi.json" {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::Text(OPENAPI_JSON.to_owned()))
+            .map_err(Error::internal);
+    }
     let caller = caller(req)?;
     match route {
         "GET /health/dependencies" => {
@@ -142,11 +154,13 @@ async fn dispatch<S: Store, O: ObjectStore>(
                 size_bytes: u64,
             }
             let input: Input = body(req)?;
-            // In this order: an unsupported type is a 415 whatever the size.
+            // In this order: malformed input is a 400 whatever else is
+            // wrong; an unsupported type a 415 whatever the size; then 413.
+            let caption = Caption::parse(input.caption)?;
+            let key = idempotency_key(req)?;
             let format = ImageFormat::from_content_type(&input.content_type)?;
             let size = ImageSize::parse(input.size_bytes)?;
-            let caption = Caption::parse(input.caption)?;
-            idempotent(app, &caller, req, async |key| {
+            idempotent(app, &caller, req, key, async |key| {
                 let created =
                     uploads::create_post(app, &caller, caption, format, size, key).await?;
                 json(StatusCode::CREATED, &created)
@@ -175,6 +189,7 @@ async fn dispatch<S: Store, O: ObjectStore>(
             }
             #[derive(serde::Deserialize)]
             struct Input {
+                #[serde(default, deserialize_with = "present")]
                 parts: Option<Vec<Part>>,
             }
             let post = post_id(req)?;
@@ -184,7 +199,18 @@ async fn dispatch<S: Store, O: ObjectStore>(
             } else {
                 body::<Input>(req)?
                     .parts
-                    .map(|ps| ps.into_iter().map(|p| (p.part_number, p.etag)).collect())
+                    .map(|ps| {
+                        ps.into_iter()
+                            .map(|p| match p.part_number {
+                                // S3's part numbers: 1 to 10000.
+                                1..=10_000 => Ok((p.part_number, p.etag)),
+                                n => Err(Error::InvalidRequest(format!(
+                                    "part_number {n} is out of range 1..=10000"
+                                ))),
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?
             };
             let post = uploads::complete(app, &caller, post, parts).await?;
             json(StatusCode::ACCEPTED, &post)
@@ -205,7 +231,8 @@ async fn dispatch<S: Store, O: ObjectStore>(
             let post = post_id(req)?;
             let input: Input = body(req)?;
             let content = CommentText::parse(&input.content)?;
-            idempotent(app, &caller, req, async |key| {
+            let key = idempotency_key(req)?;
+            idempotent(app, &caller, req, key, async |key| {
                 let comment = ops::add_comment(app, &caller, post, content, key).await?;
                 json(StatusCode::CREATED, &comment)
             })
@@ -245,15 +272,12 @@ async fn idempotent<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     req: &Request,
+    key: Option<IdempotencyKey>,
     create: impl AsyncFnOnce(Option<&IdempotencyKey>) -> Result<Response<Body>, Error>,
 ) -> Result<Response<Body>, Error> {
-    let Some(header) = req.headers().get("idempotency-key") else {
+    let Some(key) = key else {
         return create(None).await;
     };
-    let key =
-        IdempotencyKey::parse(header.to_str().map_err(|_| {
-            Error::InvalidRequest("Idempotency-Key must be printable ASCII".into())
-        })?)?;
     let hash: [u8; 32] = {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -294,6 +318,27 @@ async fn idempotent<S: Store, O: ObjectStore>(
         tracing::warn!(error = %e, "idempotency key not released");
     }
     result
+}
+
+/// The request's `Idempotency-Key` header, if any.
+fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, Error> {
+    req.headers()
+        .get("idempotency-key")
+        .map(|h| {
+            IdempotencyKey::parse(h.to_str().map_err(|_| {
+                Error::InvalidRequest("Idempotency-Key must be printable ASCII".into())
+            })?)
+        })
+        .transpose()
+}
+
+/// An optional field that, when present, must not be `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// `"GET /posts/{id}"`: the route API Gateway matched.
@@ -350,7 +395,9 @@ fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
             "request body is larger than {MAX_BODY_BYTES} bytes"
         )));
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // An object, not anything serde could read as one (`[]` fills a
+    // struct's fields in order).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::InvalidRequest(
             "request body must be a JSON object".into(),
         ));
