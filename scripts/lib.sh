@@ -212,12 +212,21 @@ build_api_docs() {
 TEST_API_ADDR=127.0.0.1:3100
 start_test_stack() {
   log "starting a test stack on http://$TEST_API_ADDR"
+  if curl -fs "http://$TEST_API_ADDR/health" >/dev/null 2>&1; then
+    [[ -f "$STATE/test-stack.pid" ]] && kill "$(cat "$STATE/test-stack.pid")" 2>/dev/null || true
+    wait_for 50 bash -c "! curl -fs http://$TEST_API_ADDR/health" \
+      || die "$TEST_API_ADDR is taken by something else; stop it first"
+  fi
   $SUDO mariadb -uroot -e "DROP DATABASE IF EXISTS imagegram_ci;
     CREATE DATABASE imagegram_ci CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-  QUEUE_PREFIX=imagegram-ci BUCKET=imagegram-ci IMAGEGRAM_DB_NAME=imagegram_ci \
+  # Queues and bucket of this run's own: nothing left in flight by an
+  # earlier run reaches it.
+  local run="imagegram-ci-$(date +%s)"
+  QUEUE_PREFIX=$run BUCKET=$run IMAGEGRAM_DB_NAME=imagegram_ci \
     IMAGEGRAM_API_ADDR=$TEST_API_ADDR \
     setsid "$ROOT/target/debug/imagegram-local" serve >"$STATE/log/test-stack.log" 2>&1 </dev/null &
   TEST_STACK_PID=$!
+  echo "$TEST_STACK_PID" >"$STATE/test-stack.pid"
   trap 'kill $TEST_STACK_PID 2>/dev/null || true' EXIT
   wait_for 600 curl -fs "http://$TEST_API_ADDR/health" \
     || { tail -30 "$STATE/log/test-stack.log"; die "the test stack did not come up"; }

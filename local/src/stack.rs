@@ -140,26 +140,20 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
         .unwrap_or_else(|| "us-east-1".into());
 
     let text = spec.template.text()?;
-    let queues = bootstrap::queues(&admin_sqs, &spec.name, spec.visibility_secs).await?;
+    let queues = again(|| bootstrap::queues(&admin_sqs, &spec.name, spec.visibility_secs)).await?;
     let db = &spec.database;
-    let db_secret = bootstrap::secret(
-        &admin_secrets,
-        &format!("{}/database", spec.name),
-        &serde_json::json!({
+    let (db_name, db_value) = (
+        format!("{}/database", spec.name),
+        serde_json::json!({
             "username": db.user, "password": db.password,
             "host": db.host, "port": db.port, "dbname": db.name,
         })
         .to_string(),
-        false,
-    )
-    .await?;
-    let cursor_secret = bootstrap::secret(
-        &admin_secrets,
-        &format!("{}/cursor-key", spec.name),
-        &random_key(),
-        true,
-    )
-    .await?;
+    );
+    let db_secret = again(|| bootstrap::secret(&admin_secrets, &db_name, &db_value, false)).await?;
+    let (key_name, key_value) = (format!("{}/cursor-key", spec.name), random_key());
+    let cursor_secret =
+        again(|| bootstrap::secret(&admin_secrets, &key_name, &key_value, true)).await?;
     let mut stack = Stack::new(&spec.name, ACCOUNT, &region)
         .resource("ImagesBucket", Physical::bucket(&spec.bucket))
         .resource("CursorSecret", Physical::secret(&cursor_secret))
@@ -199,7 +193,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
     }
     let env = |i: usize| &function_env[i].1;
 
-    let api = ApiConfig::load(env(0), &clients[0].secrets).await?;
+    let api = again(|| ApiConfig::load(env(0), &clients[0].secrets)).await?;
     let app = App::from_config(&api, clients[0].s3.clone());
     migrate(app.store.pool()).await?;
     let converter = Converter::from_config(
@@ -208,12 +202,12 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
         clients[1].sqs.clone(),
     );
     let sweeper = Arc::new(Sweeper::from_config(
-        &SweeperConfig::load(env(3), &clients[3].secrets).await?,
+        &again(|| SweeperConfig::load(env(3), &clients[3].secrets)).await?,
         clients[3].s3.clone(),
         clients[3].sqs.clone(),
     ));
     let sweep_every = schedule_rate(&template, "SweeperFunction")?;
-    let fin = FinalizerConfig::load(env(2), &clients[2].secrets).await?;
+    let fin = again(|| FinalizerConfig::load(env(2), &clients[2].secrets)).await?;
     let finalizer = Finalizer {
         store: MySqlStore::connect(&fin.db, fin.db_pool_max),
     };
@@ -265,6 +259,30 @@ impl Parts {
             pipeline: Some(pipeline),
             sweeper: Some(self.sweeper),
             ..self.running
+        }
+    }
+}
+
+/// `step` up to five times: moto 5.1.22 races under concurrent calls
+/// (CreateQueue with a redrive policy, GetSecretValue: a 500 "dictionary
+/// changed size during iteration"), which many stacks starting at once
+/// meet. CloudFormation retries its own calls too; in Lambda a failed
+/// configuration load is retried by the next request.
+async fn again<T, E, F, Fut>(step: F) -> Result<T, E>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(e) if attempt < 5 => {
+                tracing::warn!(error = %e, attempt, "local stack set-up failed; again");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                attempt += 1;
+            }
+            r => return r,
         }
     }
 }

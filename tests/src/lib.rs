@@ -170,7 +170,7 @@ pub async fn build_stack_with(
     }
     let parts = stack::build(spec.clone(), &sdk).await.unwrap_or_else(|e| {
         panic!(
-            "cannot build the local stack ({e}); run scripts/test, which starts MariaDB and moto"
+            "cannot build the local stack ({e:?}); run scripts/test, which starts MariaDB and moto"
         )
     });
     (parts, spec)
