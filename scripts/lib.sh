@@ -147,7 +147,7 @@ api_up() { curl -fs "http://$IMAGEGRAM_API_ADDR/health" >/dev/null; }
 release_build() {
   log "building (release)"
   cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
-    -p imagegram-local -p imagegram-api -p imagegram-bench
+    -p imagegram-local -p imagegram-api -p imagegram-bench -p imagegram-cli
 }
 
 # `export K=V` lines of one function's variables, from the running stack.
