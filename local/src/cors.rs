@@ -42,7 +42,11 @@ impl Cors {
                 .into_iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
-            max_age: cfg.get("MaxAge").and_then(Resolved::as_str).map(str::parse).transpose()?,
+            max_age: cfg
+                .get("MaxAge")
+                .and_then(Resolved::as_str)
+                .map(str::parse)
+                .transpose()?,
             allow_credentials: cfg
                 .get("AllowCredentials")
                 .is_some_and(|v| matches!(v, Resolved::Bool(true))),
@@ -109,7 +113,11 @@ impl Cors {
             );
         }
         if let Some(age) = self.max_age {
-            set(&mut out, http::header::ACCESS_CONTROL_MAX_AGE, age.to_string());
+            set(
+                &mut out,
+                http::header::ACCESS_CONTROL_MAX_AGE,
+                age.to_string(),
+            );
         }
         if self.allow_credentials {
             out.insert(
@@ -152,7 +160,12 @@ mod tests {
     fn cors() -> Cors {
         Cors {
             allow_origins: vec!["*".into()],
-            allow_methods: vec!["GET".into(), "POST".into(), "DELETE".into(), "OPTIONS".into()],
+            allow_methods: vec![
+                "GET".into(),
+                "POST".into(),
+                "DELETE".into(),
+                "OPTIONS".into(),
+            ],
             allow_headers: vec!["authorization".into(), "content-type".into()],
             expose_headers: vec!["retry-after".into()],
             max_age: Some(600),
@@ -172,11 +185,17 @@ mod tests {
         let h = cors().preflight(&headers(&[
             ("origin", "http://localhost:8080"),
             ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "Authorization, Content-Type"),
+            (
+                "access-control-request-headers",
+                "Authorization, Content-Type",
+            ),
         ]));
         assert_eq!(h["access-control-allow-origin"], "*");
         assert_eq!(h["access-control-allow-methods"], "GET,POST,DELETE,OPTIONS");
-        assert_eq!(h["access-control-allow-headers"], "authorization,content-type");
+        assert_eq!(
+            h["access-control-allow-headers"],
+            "authorization,content-type"
+        );
         assert_eq!(h["access-control-max-age"], "600");
     }
 

@@ -68,7 +68,11 @@ impl Site {
     }
 
     fn file(&self, path: &str) -> hyper::Response<Full<Bytes>> {
-        let rel = if path == "/" { "index.html" } else { path.trim_start_matches('/') };
+        let rel = if path == "/" {
+            "index.html"
+        } else {
+            path.trim_start_matches('/')
+        };
         let rel = Path::new(rel);
         // Nothing outside the directory.
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {

@@ -185,6 +185,7 @@ export class Upload {
       this.events.onProgress(now, this.file.size, rate);
     };
     report();
+    this.events.onStatus(`Uploading ${todo.length} of ${partCount} parts, ${this.parallel} at a time…`);
     const queue = [...todo];
     const worker = async () => {
       for (let job = queue.shift(); job; job = queue.shift()) {

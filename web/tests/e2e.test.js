@@ -106,7 +106,7 @@ test("a 30 MB photo is posted through the page and appears in the feed at 600x60
     const p = document.getElementById("progress");
     return p.value > p.max * 0.2;
   }, null, { timeout: 120_000 });
-  await page.screenshot({ path: join(ARTIFACTS, "upload-in-progress.png") });
+  await page.screenshot({ path: join(ARTIFACTS, "upload-in-progress.png"), fullPage: true });
   await waitForStatus(page, "Published.");
   const img = page.locator("#result img");
   await img.waitFor();
@@ -116,7 +116,7 @@ test("a 30 MB photo is posted through the page and appears in the feed at 600x60
   assert.equal(post.caption, "From the browser");
   await page.locator(`#posts li[data-id="${post.id}"] img`).waitFor();
   assert.equal(await originalMd5(post.id), fileMd5(BIG_JPEG), "byte-identical in S3");
-  await page.screenshot({ path: join(ARTIFACTS, "feed.png"), fullPage: false });
+  await page.screenshot({ path: join(ARTIFACTS, "feed.png"), fullPage: true });
   await context.close();
 });
 
@@ -153,7 +153,8 @@ test("reloaded mid-upload, the same file picked again sends only the parts S3 la
   // Slow parts, so the reload lands in the middle.
   await page.route(/\/originals\//, async (route) => {
     if (route.request().method() === "PUT") await new Promise((r) => setTimeout(r, 1500));
-    return route.continue();
+    // The page may have been reloaded meanwhile: the request is gone.
+    return route.continue().catch(() => {});
   });
   await page.setInputFiles("#file", BIG_JPEG);
   await page.getByRole("button", { name: "Post" }).click();
@@ -197,7 +198,7 @@ test("a comment is added and deleted; another user's has no delete button and a 
   const { context, page } = await signedIn("web-dave");
   const card = page.locator(`#posts li[data-id="${post.id}"]`);
   await card.waitFor();
-  await card.getByLabel("Comment").fill("dave was here");
+  await card.getByLabel("Comment", { exact: true }).fill("dave was here");
   await card.getByRole("button", { name: "Send" }).click();
   const mine = card.locator("li.comment", { hasText: "dave was here" });
   await mine.waitFor();
@@ -249,6 +250,6 @@ test("the page works at phone width and by keyboard", async () => {
   await page.getByText("Signed in as web-gina").waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   assert.equal(overflow, false, "no horizontal scrolling at 375 px");
-  await page.screenshot({ path: join(ARTIFACTS, "phone.png") });
+  await page.screenshot({ path: join(ARTIFACTS, "phone.png"), fullPage: true });
   await context.close();
 });

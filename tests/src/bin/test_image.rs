@@ -17,13 +17,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let num = |i: usize, default: u32| -> Result<u32, Box<dyn std::error::Error>> {
-        Ok(args.get(i).map(|s| s.parse()).transpose()?.unwrap_or(default))
+        Ok(args
+            .get(i)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
     };
     let (w, h) = (num(1, 6000)?, num(2, 4000)?);
     let noise = u8::try_from(num(3, 40)?)?;
     let quality = u8::try_from(num(4, 92)?)?;
     let img = with_noise(
-        bands(w, h, &[[200, 40, 40], [40, 160, 60], [40, 70, 200], [230, 200, 60]]),
+        bands(
+            w,
+            h,
+            &[[200, 40, 40], [40, 160, 60], [40, 70, 200], [230, 200, 60]],
+        ),
         noise,
     );
     let file = BufWriter::new(std::fs::File::create(out)?);
