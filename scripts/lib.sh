@@ -135,6 +135,8 @@ export BUCKET=${BUCKET:-imagegram-local}
 # Where the local stack writes each function's resolved variables.
 export IMAGEGRAM_ENV_FILE=${IMAGEGRAM_ENV_FILE:-$STATE/functions-env.json}
 export IMAGEGRAM_API_ADDR=${IMAGEGRAM_API_ADDR:-127.0.0.1:3000}
+# The web client, on an origin of its own (CORS as in production).
+export IMAGEGRAM_WEB_ADDR=${IMAGEGRAM_WEB_ADDR:-127.0.0.1:8080}
 # The local gateway serves many requests at once from one process.
 export DB_POOL_MAX=${DB_POOL_MAX:-32}
 
@@ -145,7 +147,7 @@ api_up() { curl -fs "http://$IMAGEGRAM_API_ADDR/health" >/dev/null; }
 release_build() {
   log "building (release)"
   cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
-    -p imagegram-local -p imagegram-api -p imagegram-bench
+    -p imagegram-local -p imagegram-api -p imagegram-bench -p imagegram-cli
 }
 
 # `export K=V` lines of one function's variables, from the running stack.
@@ -206,10 +208,32 @@ build_api_docs() {
     >"$STATE/log/redocly.log" 2>&1 || { tail -20 "$STATE/log/redocly.log"; die "redocly build-docs failed"; }
 }
 
+# Debian's Chromium, for the web client's end-to-end tests.
+ensure_chromium() {
+  command -v chromium >/dev/null || apt_install chromium fonts-dejavu-core
+  export CHROMIUM=${CHROMIUM:-$(command -v chromium)}
+}
+
+# The web client: its npm packages (from the lockfile) and its bundle, which
+# the local stack serves on IMAGEGRAM_WEB_ADDR.
+build_web() {
+  command -v npm >/dev/null || apt_install nodejs npm
+  local web="$ROOT/web"
+  if [[ ! -d "$web/node_modules" || "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]]; then
+    log "installing the web client's npm packages (npm ci)"
+    (cd "$web" && npm ci --silent --no-audit --no-fund) >"$STATE/log/npm-web.log" 2>&1 \
+      || { tail -20 "$STATE/log/npm-web.log"; die "npm ci in web/ failed"; }
+  fi
+  log "bundling the web client"
+  (cd "$web" && npm run --silent build) >"$STATE/log/web-build.log" 2>&1 \
+    || { tail -20 "$STATE/log/web-build.log"; die "npm run build in web/ failed"; }
+}
+
 # A local stack of the debug build (which `cargo test` has built) for the
 # suite's outside checks, on its own port, names and database, so it never
 # touches scripts/up's stack. Stopped when the calling script exits.
 TEST_API_ADDR=127.0.0.1:3100
+TEST_WEB_ADDR=127.0.0.1:3180
 start_test_stack() {
   log "starting a test stack on http://$TEST_API_ADDR"
   if curl -fs "http://$TEST_API_ADDR/health" >/dev/null 2>&1; then
@@ -222,8 +246,9 @@ start_test_stack() {
   # Queues and bucket of this run's own: nothing left in flight by an
   # earlier run reaches it.
   local run="imagegram-ci-$(date +%s)"
+  TEST_BUCKET=$run
   QUEUE_PREFIX=$run BUCKET=$run IMAGEGRAM_DB_NAME=imagegram_ci \
-    IMAGEGRAM_API_ADDR=$TEST_API_ADDR \
+    IMAGEGRAM_API_ADDR=$TEST_API_ADDR IMAGEGRAM_WEB_ADDR=$TEST_WEB_ADDR \
     setsid "$ROOT/target/debug/imagegram-local" serve >"$STATE/log/test-stack.log" 2>&1 </dev/null &
   TEST_STACK_PID=$!
   echo "$TEST_STACK_PID" >"$STATE/test-stack.pid"

@@ -73,6 +73,8 @@ pub struct Gateway<S, O> {
     /// The API reference rendered from openapi.yaml, served at /docs: the
     /// local stack's, not an API route (it is a static page in AWS).
     docs: Option<std::path::PathBuf>,
+    /// The template's CORS configuration of the HTTP API.
+    cors: crate::cors::Cors,
 }
 
 impl<S: Store, O: ObjectStore> Gateway<S, O> {
@@ -82,7 +84,15 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
             auth,
             routes: ROUTES.iter().map(|k| RoutePattern::parse(k)).collect(),
             docs: None,
+            cors: Default::default(),
         }
+    }
+
+    /// Answers preflights and decorates every response as this CORS
+    /// configuration (the template's) says.
+    pub fn with_cors(mut self, cors: crate::cors::Cors) -> Self {
+        self.cors = cors;
+        self
     }
 
     /// Serves the rendered reference at `/docs`.
@@ -118,6 +128,29 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
     }
 
     async fn respond(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> hyper::Response<Full<Bytes>> {
+        // Preflights are API Gateway's own business: answered before any
+        // route or token is looked at.
+        if crate::cors::Cors::is_preflight(req.method(), req.headers()) {
+            let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = http::StatusCode::NO_CONTENT;
+            *resp.headers_mut() = self.cors.preflight(req.headers());
+            return resp;
+        }
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut resp = self.answer(req, peer).await;
+        self.cors.decorate(origin.as_deref(), resp.headers_mut());
+        resp
+    }
+
+    async fn answer(
         &self,
         req: hyper::Request<Incoming>,
         peer: SocketAddr,

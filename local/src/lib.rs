@@ -11,7 +11,8 @@
 //!   any one of them (`scripts/check-grants`).
 //! - [`guard`]: holds every AWS call of a function to its policy.
 //! - [`gateway`]: HTTP on 127.0.0.1:3000 -> API Gateway HTTP API v2 events ->
-//!   `imagegram::api::handle`.
+//!   `imagegram::api::handle`; CORS from the template ([`cors`]).
+//! - [`web`]: the web client's own origin on 127.0.0.1:8080.
 //! - [`auth`]: the dev JWT authorizer (HS256) and token minting.
 //! - [`bootstrap`]: creates the bucket (the template's CORS rule,
 //!   notifications), the queues and the secrets through the SDK, since
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod cors;
 pub mod gateway;
 pub mod grants;
 pub mod guard;
@@ -30,3 +32,4 @@ pub mod poller;
 pub mod report;
 pub mod stack;
 pub mod template;
+pub mod web;

@@ -160,7 +160,24 @@ async fn serve() -> Result<(), BoxError> {
             .optional("IMAGEGRAM_DEV_JWT_SECRET")
             .unwrap_or_else(|| auth::DEFAULT_SECRET.into()),
     );
-    let mut gateway = Gateway::new(running.app, authorizer);
+    // The web client on its own origin, as in production (CORS is real).
+    if let Some(web) = process.optional("IMAGEGRAM_WEB_ADDR") {
+        let site = imagegram_local::web::Site {
+            root: process
+                .optional("IMAGEGRAM_WEB_ROOT")
+                .map(Into::into)
+                .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../web").into()),
+            api: format!("http://{}", listener.local_addr()?),
+            dev_secret: process
+                .optional("IMAGEGRAM_DEV_JWT_SECRET")
+                .unwrap_or_else(|| auth::DEFAULT_SECRET.into()),
+        };
+        let web = tokio::net::TcpListener::bind(&web).await?;
+        tracing::info!("web client on http://{}", web.local_addr()?);
+        tokio::spawn(Arc::new(site).serve(web));
+    }
+    let cors = running.cors.clone();
+    let mut gateway = Gateway::new(running.app, authorizer).with_cors(cors);
     if let Some(page) = process.optional("IMAGEGRAM_DOCS") {
         gateway = gateway.with_docs(page.into());
     }

@@ -89,6 +89,8 @@ pub struct Running {
     pub recorder: Recorder,
     /// The environment each function was configured from.
     pub function_env: Vec<(String, Env)>,
+    /// The HTTP API's CORS configuration, from the template.
+    pub cors: crate::cors::Cors,
     /// The pollers, once started.
     pub pipeline: Option<Arc<Pipeline<MySqlStore>>>,
     /// The sweeper the schedule runs, once started (a test may run it too).
@@ -217,6 +219,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
             queues,
             recorder,
             function_env,
+            cors: crate::cors::Cors::from_template(&template)?,
             pipeline: None,
             sweeper: None,
         },

@@ -4,6 +4,7 @@
 
 mod comments;
 mod config;
+mod cors;
 mod events;
 mod explain;
 mod faults;

@@ -18,6 +18,11 @@
 //! - `GoneAfter(prefix)`: like `LoseAnswersTo`, and from that request on the
 //!   server is unreachable (every connection reset) until the fault
 //!   changes.
+//! - `ExpiredFor(prefix)`: requests starting with `prefix` are read whole
+//!   and answered as S3 answers a presigned URL past its expiry (403,
+//!   `AccessDenied`, "Request has expired"), which moto never does.
+//!
+//! It also counts the requests it saw, by their first bytes.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,12 +41,15 @@ pub enum Fault {
     LoseAnswers,
     LoseAnswersTo(&'static str),
     GoneAfter(&'static str),
+    ExpiredFor(&'static str),
 }
 
 #[derive(Clone)]
 pub struct FaultProxy {
     pub addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
+    /// The request line (up to 256 bytes) of every request seen, in order.
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
 /// `GoneAfter` saw its request: the server is gone from then on.
@@ -53,13 +61,14 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fault = Arc::new(Mutex::new(Fault::Pass));
-        let f = Arc::clone(&fault);
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, seen_by) = (Arc::clone(&fault), Arc::clone(&seen));
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                let f = Arc::clone(&f);
+                let (f, seen) = (Arc::clone(&f), Arc::clone(&seen_by));
                 tokio::spawn(async move {
                     let now = *f.lock().unwrap();
                     if matches!(now, Fault::Refuse | Fault::Reset) {
@@ -75,19 +84,34 @@ impl FaultProxy {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     let doomed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let (cr, cw) = (
+                        Arc::new(tokio::sync::Mutex::new(cr)),
+                        Arc::new(tokio::sync::Mutex::new(cw)),
+                    );
                     let up = tokio::spawn(pump(
-                        cr,
+                        Arc::clone(&cr),
                         sw,
                         Arc::clone(&f),
                         Direction::Request,
                         Arc::clone(&doomed),
+                        Some((seen, Arc::clone(&cw))),
                     ));
-                    let down = tokio::spawn(pump(sr, cw, f, Direction::Answer, doomed));
+                    let down = tokio::spawn(pump_answers(sr, cw, f, doomed));
                     let _ = tokio::join!(up, down);
                 });
             }
         });
-        FaultProxy { addr, fault }
+        FaultProxy { addr, fault, seen }
+    }
+
+    /// Requests seen so far whose request line starts with `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.starts_with(prefix))
+            .count()
     }
 
     pub fn set(&self, fault: Fault) {
@@ -103,7 +127,6 @@ impl FaultProxy {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Request,
-    Answer,
 }
 
 // Linger 0 never blocks: the close sends RST at once.
@@ -114,11 +137,131 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+type ClientWrite = Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>;
+
+/// Client to server: the requests, held, dropped or answered by the fault.
 async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
+    from: Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedReadHalf>>,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     fault: Arc<Mutex<Fault>>,
-    direction: Direction,
+    _direction: Direction,
+    doomed: Arc<std::sync::atomic::AtomicBool>,
+    client: Option<(Arc<Mutex<Vec<String>>>, ClientWrite)>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut from = from.lock().await;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let starts_request = ["GET ", "PUT ", "POST ", "HEAD ", "DELETE ", "OPTIONS "]
+            .iter()
+            .any(|m| buf[..n].starts_with(m.as_bytes()));
+        if let Some((seen, _)) = &client
+            && starts_request
+        {
+            let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or_default();
+            let head = String::from_utf8_lossy(&line[..line.len().min(256)]).into_owned();
+            seen.lock().unwrap().push(head);
+        }
+        let action = {
+            let mut now = fault.lock().unwrap();
+            match *now {
+                Fault::LoseAnswersTo(prefix) if buf[..n].starts_with(prefix.as_bytes()) => {
+                    doomed.store(true, SeqCst);
+                    None
+                }
+                Fault::GoneAfter(prefix) if buf[..n].starts_with(prefix.as_bytes()) => {
+                    doomed.store(true, SeqCst);
+                    *now = TRIPPED;
+                    Some("gone")
+                }
+                Fault::ExpiredFor(prefix) if buf[..n].starts_with(prefix.as_bytes()) => {
+                    Some("expired")
+                }
+                _ => None,
+            }
+        };
+        match action {
+            Some("gone") => {
+                // This request reaches the server; nothing answers after.
+                let _ = to.write_all(&buf[..n]).await;
+                return;
+            }
+            Some(_) => {
+                // Read the request whole, then answer as S3 does.
+                let mut request = buf[..n].to_vec();
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match from.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(m) => request.extend_from_slice(&buf[..m]),
+                    }
+                }
+                let split = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let length: usize = String::from_utf8_lossy(&request[..split])
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = request.len() - split;
+                while body < length {
+                    match from.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(m) => body += m,
+                    }
+                }
+                let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                           <Message>Request has expired</Message></Error>";
+                let answer = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                    xml.len()
+                );
+                if let Some((_, client)) = &client {
+                    let mut w = client.lock().await;
+                    let _ = w.write_all(answer.as_bytes()).await;
+                    let _ = w.shutdown().await;
+                }
+                return;
+            }
+            None => {}
+        }
+        // Hold the chunk while the fault says so; then deliver or drop it.
+        loop {
+            let now = *fault.lock().unwrap();
+            match now {
+                Fault::Pass
+                | Fault::LoseAnswers
+                | Fault::LoseAnswersTo(_)
+                | Fault::GoneAfter(_)
+                | Fault::ExpiredFor(_) => break,
+                Fault::Latency(d) => {
+                    tokio::time::sleep(d).await;
+                    break;
+                }
+                Fault::Blackhole => tokio::time::sleep(Duration::from_millis(20)).await,
+                Fault::Refuse | Fault::Reset => {
+                    let _ = to.shutdown().await;
+                    return;
+                }
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Server to client: the answers, held or dropped by the fault.
+async fn pump_answers(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    to: ClientWrite,
+    fault: Arc<Mutex<Fault>>,
     doomed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     use std::sync::atomic::Ordering::SeqCst;
@@ -128,58 +271,27 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if direction == Direction::Request {
-            let tripped = {
-                let mut now = fault.lock().unwrap();
-                match *now {
-                    Fault::LoseAnswersTo(prefix) if buf[..n].starts_with(prefix.as_bytes()) => {
-                        doomed.store(true, SeqCst);
-                        false
-                    }
-                    Fault::GoneAfter(prefix) if buf[..n].starts_with(prefix.as_bytes()) => {
-                        doomed.store(true, SeqCst);
-                        *now = TRIPPED;
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            if tripped {
-                // This request reaches the server; nothing answers after.
-                let _ = to.write_all(&buf[..n]).await;
-                return;
-            }
-        }
-        // Hold the chunk while the fault says so; then deliver or drop it.
         loop {
             let now = *fault.lock().unwrap();
             match now {
-                Fault::Pass => break,
+                Fault::Pass | Fault::ExpiredFor(_) => break,
                 Fault::Latency(d) => {
                     tokio::time::sleep(d).await;
                     break;
                 }
                 Fault::Blackhole => tokio::time::sleep(Duration::from_millis(20)).await,
-                Fault::Refuse | Fault::Reset => {
-                    // Dropping both halves closes the sockets.
-                    let _ = to.shutdown().await;
+                Fault::Refuse | Fault::Reset | Fault::LoseAnswers => {
+                    let _ = to.lock().await.shutdown().await;
                     return;
                 }
-                Fault::LoseAnswers if direction == Direction::Answer => {
-                    let _ = to.shutdown().await;
-                    return;
-                }
-                Fault::LoseAnswers => break,
-                Fault::LoseAnswersTo(_) | Fault::GoneAfter(_)
-                    if direction == Direction::Answer && doomed.load(SeqCst) =>
-                {
-                    let _ = to.shutdown().await;
+                Fault::LoseAnswersTo(_) | Fault::GoneAfter(_) if doomed.load(SeqCst) => {
+                    let _ = to.lock().await.shutdown().await;
                     return;
                 }
                 Fault::LoseAnswersTo(_) | Fault::GoneAfter(_) => break,
             }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        if to.lock().await.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }

@@ -244,7 +244,9 @@ pub async fn spawn_app_with(custom: impl FnOnce(&mut Spec), sdk: aws_config::Sdk
     let db = running.app.store.pool().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let gateway = Arc::new(Gateway::new(running.app, DevAuthorizer::new(JWT_SECRET)));
+    let gateway = Arc::new(
+        Gateway::new(running.app, DevAuthorizer::new(JWT_SECRET)).with_cors(running.cors.clone()),
+    );
     tokio::spawn(Arc::clone(&gateway).serve(listener));
     TestApp {
         base,
