@@ -89,8 +89,7 @@ async fn hot_queries_use_indexes_without_filesort() {
             sql::COUNT_AND_SHIFT_IN.into(),
             {
                 let id = CommentId::generate().to_string();
-                let comment: Vec<Value> =
-                    vec![(&id).into(), (&id).into(), "a".into(), "b".into()];
+                let comment: Vec<Value> = vec![(&id).into(), (&id).into(), "a".into(), "b".into()];
                 [comment.clone(), comment, vec![post()]].concat()
             },
         ),

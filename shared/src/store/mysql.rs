@@ -486,8 +486,11 @@ impl Store for MySqlStore {
                     tx.rollback().await?;
                     return Ok(DeleteComment::NoSuchComment);
                 }
-                tx.exec_drop(sql::UNCOUNT_AND_RECOMPUTE, (post.as_bytes(), post.as_bytes()))
-                    .await?;
+                tx.exec_drop(
+                    sql::UNCOUNT_AND_RECOMPUTE,
+                    (post.as_bytes(), post.as_bytes()),
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(DeleteComment::Deleted)
             })
