@@ -167,6 +167,18 @@ start_gateway() {
   wait_for 600 api_up || { tail -30 "$STATE/log/gateway.log"; die "the API did not come up"; }
 }
 
+# oha, the outside load generator the benchmark checks itself against
+# (crates.io, pinned, built once into .imagegram/oha).
+OHA_VERSION=1.16.0
+ensure_oha() {
+  export OHA="$STATE/oha/bin/oha"
+  if [[ ! -x $OHA ]] || [[ $("$OHA" --version) != "oha $OHA_VERSION" ]]; then
+    log "installing oha $OHA_VERSION (cargo install)"
+    cargo install --quiet --locked oha --version "$OHA_VERSION" --root "$STATE/oha" \
+      >"$STATE/log/oha-install.log" 2>&1 || { tail -20 "$STATE/log/oha-install.log"; die "cargo install oha failed"; }
+  fi
+}
+
 # Seeds the benchmark dataset into scripts/up's database unless it holds it.
 seed_unless_seeded() {
   local posts=$1 comments=$2 have

@@ -1,6 +1,6 @@
 use imagegram::domain::PostStatus;
 use imagegram_tests::spawn_app;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_comment_is_created_listed_counted_and_shown_on_the_post() {
@@ -151,7 +151,22 @@ async fn sixty_four_concurrent_comments_are_counted_as_64() {
     let list = app
         .get(&format!("/posts/{post}/comments?limit=100"), "bob")
         .await;
-    assert_eq!(list.body["comments"].as_array().unwrap().len(), 64);
+    let comments = list.body["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 64);
+    // The post's newest two, kept on the post under concurrent inserts,
+    // are exactly the comment list's first two (ids newest first).
+    let newest: Vec<&Value> = comments[..2].iter().collect();
+    let kept: Vec<&Value> = p.body["last_comments"].as_array().unwrap().iter().collect();
+    assert_eq!(kept, newest);
+    // And so is what the feed shows of it.
+    let feed = app.get("/posts?limit=100", "bob").await;
+    let in_feed = feed.body["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["id"] == post.as_str())
+        .unwrap();
+    assert_eq!(in_feed["last_comments"], p.body["last_comments"]);
 }
 
 #[tokio::test]

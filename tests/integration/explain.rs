@@ -85,21 +85,18 @@ async fn hot_queries_use_indexes_without_filesort() {
             vec![0.into(), 0.into(), post(), 21.into()],
         ),
         (
-            "last comments of one post",
-            sql::LAST_COMMENTS_OF_ONE.into(),
-            vec![post(), 2.into()],
+            "a comment in: count and newest two",
+            sql::COUNT_AND_SHIFT_IN.into(),
+            {
+                let id = CommentId::generate().to_string();
+                let comment: Vec<Value> = vec![(&id).into(), (&id).into(), "a".into(), "b".into()];
+                [comment.clone(), comment, vec![post()]].concat()
+            },
         ),
         (
-            "last comments of a page",
-            [sql::LAST_COMMENTS_OF_ONE; 3].join(" UNION ALL "),
-            vec![
-                post(),
-                2.into(),
-                Value::from(ids[2].as_bytes().to_vec()),
-                2.into(),
-                post(),
-                2.into(),
-            ],
+            "a comment out: count and newest two again",
+            sql::UNCOUNT_AND_RECOMPUTE.into(),
+            vec![post(), post()],
         ),
         (
             "comments, first page",

@@ -5,8 +5,15 @@
 //! stall shows up in every request it delayed (coordinated omission
 //! corrected). Latencies go into HDR histograms.
 //!
+//! Beside the latencies it reports what does not depend on the machine's
+//! speed: the CPU time per request of the API process and of MariaDB
+//! (`/proc/<pid>/stat`, user + system, over the step). With `--oha PATH`
+//! each GET step is also run by oha (`--latency-correction`, the same rate,
+//! one URL), as an outside check of this harness.
+//!
 //! ```text
 //! imagegram-load [--base http://127.0.0.1:3000] [--secs 10] [--only NAME]
+//!                [--rates 100,1000] [--api-pid PID] [--db-pid PID] [--oha PATH]
 //! ```
 
 use std::sync::{Arc, Mutex};
@@ -58,11 +65,59 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+const USAGE: &str = "usage: imagegram-load [--base http://127.0.0.1:3000] [--secs 10] \
+[--only NAME] [--rates 100,1000] [--api-pid PID] [--db-pid PID] [--oha PATH]
+
+Open-loop load against a running local stack (scripts/up, seeded with
+imagegram-seed): each scenario is stepped through its rates (or --rates)
+until p99 passes 10 ms or errors appear. --api-pid and --db-pid (default:
+.imagegram/gateway.pid and /run/mysqld/mysqld.pid) add CPU time per request;
+--oha runs each GET step again with oha for comparison.";
+
+/// CPU time (user + system) a process has used, from /proc/<pid>/stat.
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // The command name may hold spaces: fields count from after its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn pid_from(path: &str) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// CPU ms per request of a process over a step, or "-".
+fn per_request(before: Option<Duration>, after: Option<Duration>, requests: u64) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => {
+            format!("{:.3}", (a - b).as_secs_f64() * 1000.0 / requests as f64)
+        }
+        _ => "-".into(),
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
     let base: String = arg("--base", "http://127.0.0.1:3000".to_owned());
     let secs: u64 = arg("--secs", 10);
     let only: String = arg("--only", String::new());
+    let rates_override: String = arg("--rates", String::new());
+    let api_pid: Option<u32> = std::env::args()
+        .any(|a| a == "--api-pid")
+        .then(|| arg("--api-pid", 0u32))
+        .or_else(|| pid_from(".imagegram/gateway.pid"));
+    let db_pid: Option<u32> = std::env::args()
+        .any(|a| a == "--db-pid")
+        .then(|| arg("--db-pid", 0u32))
+        .or_else(|| pid_from("/run/mysqld/mysqld.pid"));
+    let oha: String = arg("--oha", String::new());
     let secret = std::env::var("IMAGEGRAM_DEV_JWT_SECRET")
         .unwrap_or_else(|_| "imagegram-local-dev-secret".into());
     let token = imagegram_local::auth::mint(&secret, "bench-user", Some(24 * 3600));
@@ -186,26 +241,57 @@ async fn main() {
     run(&client, &base, &token, &data, 300, 3, &warm).await;
 
     println!(
-        "| endpoint | target RPS | achieved RPS | p50 ms | p90 ms | p99 ms | max ms | errors |"
+        "| endpoint | generator | target RPS | achieved RPS | p50 ms | p90 ms | p99 ms | max ms | \
+         errors | API CPU ms/req | DB CPU ms/req |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut summary = Vec::new();
     for (name, rates, generator) in &scenarios {
         if !only.is_empty() && !name.contains(only.as_str()) {
             continue;
         }
+        let rates: Vec<u64> = if rates_override.is_empty() {
+            rates.clone()
+        } else {
+            rates_override
+                .split(',')
+                .map(|r| r.trim().parse().expect("--rates: numbers"))
+                .collect()
+        };
         let mut best = None;
-        for &rate in rates {
+        for &rate in &rates {
+            let (api0, db0) = (cpu_time(api_pid), cpu_time(db_pid));
             let s = run(&client, &base, &token, &data, rate, secs, generator).await;
+            let (api1, db1) = (cpu_time(api_pid), cpu_time(db_pid));
             let p99 = ms(s.hist.value_at_quantile(0.99));
             println!(
-                "| {name} | {rate} | {:.0} | {:.2} | {:.2} | {p99:.2} | {:.2} | {} |",
+                "| {name} | imagegram-load | {rate} | {:.0} | {:.2} | {:.2} | {p99:.2} | {:.2} | {} | {} | {} |",
                 s.sent as f64 / s.wall.as_secs_f64(),
                 ms(s.hist.value_at_quantile(0.50)),
                 ms(s.hist.value_at_quantile(0.90)),
                 ms(s.hist.max()),
-                s.errors
+                s.errors,
+                per_request(api0, api1, s.sent),
+                per_request(db0, db1, s.sent),
             );
+            // The same step by oha, for a GET with one URL.
+            let sample = generator(&data, 0);
+            if !oha.is_empty() && sample.method == Method::GET {
+                let (api0, db0) = (cpu_time(api_pid), cpu_time(db_pid));
+                let o = run_oha(&oha, &base, &token, &sample.path, rate, secs).await;
+                let (api1, db1) = (cpu_time(api_pid), cpu_time(db_pid));
+                println!(
+                    "| {name} | oha | {rate} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                    o.rps,
+                    o.p50,
+                    o.p90,
+                    o.p99,
+                    o.max,
+                    o.errors,
+                    per_request(api0, api1, o.requests),
+                    per_request(db0, db1, o.requests),
+                );
+            }
             if p99 <= P99_BUDGET_MS && s.errors == 0 {
                 best = Some(rate);
             } else {
@@ -222,6 +308,70 @@ async fn main() {
             "| {name} | {} |",
             best.map_or("below the lowest rate tried".into(), |r| format!("{r} RPS"))
         );
+    }
+}
+
+/// What oha measured for one step.
+struct Oha {
+    requests: u64,
+    rps: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    errors: u64,
+}
+
+/// `oha -z SECS -q RATE --latency-correction` on one URL, its JSON read.
+async fn run_oha(oha: &str, base: &str, token: &str, path: &str, rate: u64, secs: u64) -> Oha {
+    let out = tokio::process::Command::new(oha)
+        .args([
+            "--no-tui",
+            "--output-format",
+            "json",
+            "--latency-correction",
+        ])
+        .args(["-z", &format!("{secs}s"), "-q", &rate.to_string()])
+        .args(["-c", &(rate / 10).clamp(8, 128).to_string()])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{base}{path}"))
+        .output()
+        .await
+        .expect("oha runs");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "oha's output is not JSON: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let secs_to_ms = |x: &Value| x.as_f64().unwrap_or(f64::NAN) * 1000.0;
+    let codes = &v["statusCodeDistribution"];
+    let ok = codes["200"].as_u64().unwrap_or(0);
+    let all: u64 = codes
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    // Requests still in flight when `-z` ends are "aborted due to
+    // deadline": the run's end, not a failure.
+    let errors = all - ok
+        + v["errorDistribution"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !k.contains("deadline"))
+                    .filter_map(|(_, n)| n.as_u64())
+                    .sum()
+            })
+            .unwrap_or(0);
+    Oha {
+        requests: all,
+        rps: v["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50: secs_to_ms(&v["latencyPercentiles"]["p50"]),
+        p90: secs_to_ms(&v["latencyPercentiles"]["p90"]),
+        p99: secs_to_ms(&v["latencyPercentiles"]["p99"]),
+        max: secs_to_ms(&v["summary"]["slowest"]),
+        errors,
     }
 }
 

@@ -3,8 +3,11 @@
 //! trip. Replaces what the database held.
 //!
 //! ```text
-//! imagegram-seed [--posts 1000000] [--comments 5000000]
+//! imagegram-seed [--posts 1000000] [--comments 5000000] [--force]
 //! ```
+//!
+//! Refuses to replace a database holding posts it did not seed (any post
+//! whose caption does not end in `#seed`) unless given `--force`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +41,12 @@ fn id_at(unix_ms: u64) -> Uuid {
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: imagegram-seed [--posts 1000000] [--comments 5000000] [--force]");
+        return;
+    }
+    let force = args.iter().any(|a| a == "--force");
     let posts: usize = arg("--posts", 1_000_000);
     let comments: u64 = arg("--comments", 5_000_000);
     let started = Instant::now();
@@ -47,6 +56,19 @@ async fn main() {
         .get_conn()
         .await
         .expect("MariaDB reachable (scripts/up starts it)");
+    let foreign: u64 = conn
+        .query_first("SELECT COUNT(*) FROM posts WHERE caption NOT LIKE '%#seed'")
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    if foreign > 0 && !force {
+        eprintln!(
+            "imagegram-seed: the database ({}) holds {foreign} posts this tool did not seed; \
+             it replaces everything: run again with --force to do that",
+            database_url().rsplit('@').next().unwrap_or_default()
+        );
+        std::process::exit(1);
+    }
     conn.query_drop("SET FOREIGN_KEY_CHECKS = 0").await.unwrap();
     conn.query_drop("TRUNCATE TABLE comments").await.unwrap();
     conn.query_drop("TRUNCATE TABLE posts").await.unwrap();
@@ -165,6 +187,10 @@ async fn main() {
     })
     .await;
     let mut conn = pool.get_conn().await.unwrap();
+    // Each post's newest two comments, as the API keeps them.
+    conn.query_drop(imagegram::store::mysql::sql::BACKFILL_LAST_COMMENTS)
+        .await
+        .unwrap();
     conn.query_drop("ANALYZE TABLE posts, comments")
         .await
         .unwrap();

@@ -1,8 +1,6 @@
 //! The API operations: one function per route, on typed input, returning
 //! domain output. No HTTP in here.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use super::App;
@@ -13,9 +11,6 @@ use crate::domain::{
 };
 use crate::objects::ObjectStore;
 use crate::store::{AddComment, Answer, CommentRecord, DeleteComment, PostRecord, Store};
-
-/// How many of its newest comments each post carries.
-const LAST_COMMENTS: usize = 2;
 
 #[derive(Debug, Serialize)]
 pub struct FeedPage {
@@ -179,33 +174,18 @@ async fn visible_post<S: Store, O: ObjectStore>(
     }
 }
 
-/// What clients see of stored posts: each with its newest comments (one
-/// query for the whole page) and its image URL.
+/// What clients see of stored posts: each with its newest comments (kept
+/// on the post) and its image URL.
 pub(super) async fn views<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     rows: Vec<PostRecord>,
 ) -> Result<Vec<Post>, Error> {
-    let with_comments: Vec<PostId> = rows
-        .iter()
-        .filter(|p| p.comment_count > 0)
-        .map(|p| p.id)
-        .collect();
-    let mut by_post: HashMap<PostId, Vec<Comment>> = HashMap::new();
-    for c in app
-        .store
-        .last_comments(&with_comments, LAST_COMMENTS)
-        .await?
-    {
-        by_post.entry(c.post_id).or_default().push(comment_view(c));
-    }
     let mut posts = Vec::with_capacity(rows.len());
     for p in rows {
         let image_url = match (&p.image_key, p.status) {
             (Some(key), PostStatus::Published) => Some(app.objects.image_url(key).await?),
             _ => None,
         };
-        let mut last_comments = by_post.remove(&p.id).unwrap_or_default();
-        last_comments.sort_by_key(|c| std::cmp::Reverse(c.id));
         posts.push(Post {
             created_at: rfc3339(p.id.created_at()),
             id: p.id,
@@ -214,7 +194,7 @@ pub(super) async fn views<S: Store, O: ObjectStore>(
             status: p.status,
             image_url,
             comment_count: p.comment_count,
-            last_comments,
+            last_comments: p.last_comments.into_iter().map(comment_view).collect(),
             failure_reason: p.failure_reason.filter(|_| p.status == PostStatus::Failed),
         });
     }

@@ -34,6 +34,8 @@ pub struct PostRecord {
     /// How often the sweeper sent it back to the converter.
     pub sweep_attempts: u32,
     pub comment_count: u64,
+    /// Its two newest comments, newest first, kept with it.
+    pub last_comments: Vec<CommentRecord>,
 }
 
 /// A comment as stored.
@@ -118,6 +120,7 @@ impl NewPost {
             failure_reason: None,
             sweep_attempts: 0,
             comment_count: 0,
+            last_comments: Vec::new(),
         }
     }
 }
@@ -135,13 +138,6 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<PostRecord>, Error>> + Send;
 
-    /// The newest `per_post` comments of each post, in one round trip.
-    fn last_comments(
-        &self,
-        posts: &[PostId],
-        per_post: usize,
-    ) -> impl Future<Output = Result<Vec<CommentRecord>, Error>> + Send;
-
     /// A post's comments, newest first, after `after`.
     fn comments_page(
         &self,
@@ -150,8 +146,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<CommentRecord>, Error>> + Send;
 
-    /// Inserts the comment and bumps the post's count in one transaction,
-    /// only if the post is published.
+    /// Inserts the comment, bumps the post's count and puts the comment in
+    /// front of the post's newest two, in one transaction, only if the post
+    /// is published.
     fn add_comment(
         &self,
         post: PostId,
@@ -161,8 +158,8 @@ pub trait Store: Send + Sync + 'static {
         answer: Option<&Answer>,
     ) -> impl Future<Output = Result<AddComment, Error>> + Send;
 
-    /// Deletes the comment if `caller` wrote it, and lowers the count, in one
-    /// transaction.
+    /// Deletes the comment if `caller` wrote it, lowers the count and
+    /// recomputes the post's newest two, in one transaction.
     fn delete_comment(
         &self,
         post: PostId,

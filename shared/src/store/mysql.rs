@@ -128,7 +128,8 @@ impl MySqlStore {
 macro_rules! post_columns {
     () => {
         "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
-         upload_expires_at, image_key, failure_reason, sweep_attempts, comment_count FROM posts "
+         upload_expires_at, image_key, failure_reason, sweep_attempts, comment_count, last_comments \
+         FROM posts "
     };
 }
 
@@ -154,14 +155,43 @@ pub mod sql {
          AND (comment_count < ? OR (comment_count = ? AND id < ?)) \
          ORDER BY comment_count DESC, id DESC LIMIT ?"
     );
-    /// Primary key (post_id, id), scanned backwards: `per_post` rows however
-    /// many comments the post has.
-    pub const LAST_COMMENTS_OF_ONE: &str = "(SELECT post_id, id, author, content FROM comments WHERE post_id = ? ORDER BY id DESC LIMIT ?)";
     /// Primary key (post_id, id), scanned backwards.
     pub const COMMENTS_FIRST: &str = "SELECT post_id, id, author, content FROM comments WHERE post_id = ? ORDER BY id DESC LIMIT ?";
     pub const COMMENTS_AFTER: &str = "SELECT post_id, id, author, content FROM comments \
                                       WHERE post_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
     pub const COMMENT_AUTHOR: &str = "SELECT author FROM comments WHERE post_id = ? AND id = ?";
+    /// A comment in: the count, and the comment among the post's newest two
+    /// where its id puts it, under the post row's lock. Ids are 32
+    /// lowercase hex digits, so their text sorts as they do: a comment whose
+    /// transaction lost the race for the row to a newer one still lands
+    /// behind it. Parameters: (id, id, author, content) twice, the post.
+    pub const COUNT_AND_SHIFT_IN: &str = "UPDATE posts SET comment_count = comment_count + 1, \
+         last_comments = CASE \
+           WHEN JSON_VALUE(last_comments, '$[0].id') IS NULL \
+             OR ? > JSON_VALUE(last_comments, '$[0].id') \
+             THEN JSON_ARRAY(JSON_OBJECT('id', ?, 'author', ?, 'content', ?), \
+                             JSON_EXTRACT(last_comments, '$[0]')) \
+           WHEN JSON_VALUE(last_comments, '$[1].id') IS NULL \
+             OR ? > JSON_VALUE(last_comments, '$[1].id') \
+             THEN JSON_ARRAY(JSON_EXTRACT(last_comments, '$[0]'), \
+                             JSON_OBJECT('id', ?, 'author', ?, 'content', ?)) \
+           ELSE last_comments END \
+         WHERE id = ? AND status = 'published'";
+    /// A comment out: count, and the newest two again from the primary key
+    /// (post_id, id), two rows.
+    pub const UNCOUNT_AND_RECOMPUTE: &str = "UPDATE posts SET comment_count = comment_count - 1, \
+         last_comments = (SELECT JSON_ARRAYAGG(JSON_OBJECT('id', LOWER(HEX(c.id)), \
+                                 'author', c.author, 'content', c.content) ORDER BY c.id DESC) \
+                            FROM (SELECT id, author, content FROM comments WHERE post_id = ? \
+                                  ORDER BY id DESC LIMIT 2) c) \
+         WHERE id = ?";
+    /// Every post's newest two, from comments (the seed tool; migration V4
+    /// did the same once).
+    pub const BACKFILL_LAST_COMMENTS: &str = "UPDATE posts p SET last_comments = \
+         (SELECT JSON_ARRAYAGG(JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, \
+                 'content', c.content) ORDER BY c.id DESC LIMIT 2) \
+            FROM comments c WHERE c.post_id = p.id) \
+         WHERE p.comment_count > 0";
     /// Index posts_upload_deadline (status, upload_expires_at): a range.
     pub const EXPIRED_UPLOADS: &str = concat!(
         post_columns!(),
@@ -193,8 +223,9 @@ fn post_from_row(mut row: Row) -> Result<PostRecord, Error> {
             .map_err(Error::internal)
     }
     let status: String = col(&mut row, 3)?;
+    let id = PostId::from_bytes(id_bytes(col(&mut row, 0)?)?);
     Ok(PostRecord {
-        id: PostId::from_bytes(id_bytes(col(&mut row, 0)?)?),
+        id,
         author: col(&mut row, 1)?,
         caption: col(&mut row, 2)?,
         status: PostStatus::parse(&status)
@@ -210,7 +241,38 @@ fn post_from_row(mut row: Row) -> Result<PostRecord, Error> {
         failure_reason: col(&mut row, 10)?,
         sweep_attempts: col(&mut row, 11)?,
         comment_count: col(&mut row, 12)?,
+        last_comments: last_comments(&id, col::<Option<String>>(&mut row, 13)?)?,
     })
+}
+
+/// The `last_comments` column: a JSON array, newest first, of
+/// `{"id", "author", "content"}`; `null` entries (a post's first comment
+/// shifts an empty slot in) are skipped.
+fn last_comments(post: &PostId, json: Option<String>) -> Result<Vec<CommentRecord>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        id: String,
+        author: String,
+        content: String,
+    }
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let stored: Vec<Option<Stored>> = serde_json::from_str(&json)
+        .map_err(|e| Error::internal(format!("last_comments of {post}: {e}")))?;
+    stored
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            Ok(CommentRecord {
+                id: CommentId::parse(&c.id)
+                    .ok_or_else(|| Error::internal(format!("last_comments of {post}: bad id")))?,
+                post_id: *post,
+                author: c.author,
+                content: c.content,
+            })
+        })
+        .collect()
 }
 
 fn comment_from_row(row: Row) -> Result<CommentRecord, Error> {
@@ -299,31 +361,6 @@ impl Store for MySqlStore {
         .await
     }
 
-    async fn last_comments(
-        &self,
-        posts: &[PostId],
-        per_post: usize,
-    ) -> Result<Vec<CommentRecord>, Error> {
-        self.within(async {
-            if posts.is_empty() {
-                return Ok(Vec::new());
-            }
-            // One statement, one primary-key range of `per_post` rows per post:
-            // MariaDB has no LATERAL join, and a window function over
-            // `post_id IN (...)` would read every comment of a hot post.
-            let sql = vec![sql::LAST_COMMENTS_OF_ONE; posts.len()].join(" UNION ALL ");
-            let mut params: Vec<mysql_async::Value> = Vec::with_capacity(posts.len() * 2);
-            for p in posts {
-                params.push(p.as_bytes().to_vec().into());
-                params.push((per_post as u64).into());
-            }
-            let mut conn = self.pool.get_conn().await?;
-            let rows: Vec<Row> = conn.exec(sql, params).await?;
-            rows.into_iter().map(comment_from_row).collect()
-        })
-        .await
-    }
-
     async fn comments_page(
         &self,
         post: PostId,
@@ -365,9 +402,19 @@ impl Store for MySqlStore {
                 // Locks the post row first (as delete does), so concurrent
                 // comments on one post serialise on it and the count stays
                 // exact.
+                // ... and the new comment goes in front of the post's newest
+                // two, in the same statement.
                 tx.exec_drop(
-                    "UPDATE posts SET comment_count = comment_count + 1 WHERE id = ? AND status = 'published'",
-                    (post.as_bytes(),),
+                    sql::COUNT_AND_SHIFT_IN,
+                    {
+                        let id = id.to_string();
+                        let comment: [mysql_async::Value; 4] =
+                            [(&id).into(), (&id).into(), author.as_str().into(), content.as_str().into()];
+                        let mut params = comment.to_vec();
+                        params.extend(comment);
+                        params.push(post.as_bytes().into());
+                        params
+                    },
                 )
                 .await?;
                 if tx.affected_rows() == 1 {
@@ -440,8 +487,8 @@ impl Store for MySqlStore {
                     return Ok(DeleteComment::NoSuchComment);
                 }
                 tx.exec_drop(
-                    "UPDATE posts SET comment_count = comment_count - 1 WHERE id = ?",
-                    (post.as_bytes(),),
+                    sql::UNCOUNT_AND_RECOMPUTE,
+                    (post.as_bytes(), post.as_bytes()),
                 )
                 .await?;
                 tx.commit().await?;
