@@ -259,7 +259,9 @@ start_test_stack() {
   # earlier run reaches it.
   local run="imagegram-ci-$(date +%s)"
   TEST_BUCKET=$run
-  QUEUE_PREFIX=$run BUCKET=$run IMAGEGRAM_DB_NAME=imagegram_ci \
+  TEST_ENV_FILE="$STATE/test-functions-env.json"
+  rm -f "$TEST_ENV_FILE"
+  QUEUE_PREFIX=$run BUCKET=$run IMAGEGRAM_DB_NAME=imagegram_ci IMAGEGRAM_ENV_FILE=$TEST_ENV_FILE \
     IMAGEGRAM_API_ADDR=$TEST_API_ADDR IMAGEGRAM_WEB_ADDR=$TEST_WEB_ADDR \
     setsid "$ROOT/target/debug/imagegram-local" serve >"$STATE/log/test-stack.log" 2>&1 </dev/null &
   TEST_STACK_PID=$!
@@ -268,3 +270,114 @@ start_test_stack() {
   wait_for 600 curl -fs "http://$TEST_API_ADDR/health" \
     || { tail -30 "$STATE/log/test-stack.log"; die "the test stack did not come up"; }
 }
+
+# aws-sam-cli from PyPI in its own venv (it pins boto3; sharing a venv
+# breaks moto). Exports SAM (the command) and SAM_VENV.
+SAM_VERSION=1.170.0
+ensure_sam() {
+  export SAM_VENV="$STATE/sam-venv" SAM="$STATE/sam-venv/bin/sam" SAM_CLI_TELEMETRY=0
+  local installed=""
+  [[ -x "$SAM_VENV/bin/pip" ]] && installed=$("$SAM_VENV/bin/pip" show aws-sam-cli 2>/dev/null || true)
+  if ! grep -qx "Version: $SAM_VERSION" <<<"$installed"; then
+    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
+    log "installing aws-sam-cli $SAM_VERSION into $SAM_VENV"
+    python3 -m venv "$SAM_VENV"
+    "$SAM_VENV/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_VERSION" \
+      >"$STATE/log/pip-sam.log" 2>&1 || { tail -20 "$STATE/log/pip-sam.log"; die "pip install aws-sam-cli failed"; }
+  fi
+}
+
+# A Docker engine for `sam local`, and DOCKER_HOST pointing at it. Where
+# Docker already runs with its usual bridge network, that engine as it is.
+# Otherwise (these machines: no bridge network, no registry) test
+# infrastructure of the project's own, none of it product:
+# - Debian's docker.io, its daemon started by hand on a socket of ours with
+#   no bridge, NAT or iptables, data under .imagegram/docker;
+# - scripts/sam-docker-proxy in front of it, which gives SAM's Lambda
+#   containers the host's network (SAM never sets a network mode);
+# - the base image SAM wants, made locally (sam_base_image).
+# Exports SAM_DOCKER_OWN=1 in the second case.
+ensure_docker() {
+  if docker info >/dev/null 2>&1 && docker network inspect bridge >/dev/null 2>&1; then
+    log "Docker: using the running engine ($(docker info --format '{{.ServerVersion}}'))"
+    export SAM_DOCKER_OWN=0
+    return
+  fi
+  export SAM_DOCKER_OWN=1
+  local dir="$STATE/docker"
+  mkdir -p "$dir/data" "$dir/exec"
+  if ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null; then
+    # No service start at install: there is no systemd, and the packaged
+    # daemon's defaults want a bridge.
+    local made_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+      $SUDO chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
+    apt_install docker.io busybox-static
+    [[ -n $made_policy ]] && $SUDO rm -f /usr/sbin/policy-rc.d
+  fi
+  local engine="unix://$dir/docker.sock"
+  if ! DOCKER_HOST=$engine docker info >/dev/null 2>&1; then
+    log "starting a Docker engine (no bridge network) on $dir/docker.sock"
+    $SUDO setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+      --ip-forward=false --userland-proxy=false --data-root "$dir/data" --exec-root "$dir/exec" \
+      --pidfile "$dir/dockerd.pid" -H "$engine" >"$STATE/log/dockerd.log" 2>&1 </dev/null &
+    wait_for 300 env DOCKER_HOST="$engine" docker info \
+      || { tail -20 "$STATE/log/dockerd.log"; die "dockerd did not start"; }
+  fi
+  if ! DOCKER_HOST="unix://$dir/sam.sock" docker info >/dev/null 2>&1; then
+    setsid "$ROOT/scripts/sam-docker-proxy" "$dir/sam.sock" "$dir/docker.sock" \
+      >"$STATE/log/sam-docker-proxy.log" 2>&1 </dev/null &
+    wait_for 100 env DOCKER_HOST="unix://$dir/sam.sock" docker info \
+      || { tail -20 "$STATE/log/sam-docker-proxy.log"; die "sam-docker-proxy did not start"; }
+  fi
+  export DOCKER_HOST="unix://$dir/sam.sock"
+}
+
+# SAM's base image for provided.al2023 on x86_64, made locally when the
+# engine is ours (no registry here): static busybox (SAM's `docker build`
+# on top runs /bin/sh, mv and chmod), the C libraries the functions link,
+# CA certificates at AL2023's and Debian's paths. Run the functions' own
+# binaries only: the image is not Amazon Linux.
+SAM_BASE_IMAGE=public.ecr.aws/lambda/provided:al2023-x86_64
+sam_base_image() {
+  [[ $SAM_DOCKER_OWN == 1 ]] || return 0
+  # The recipe's version, as a label: a changed recipe makes the image
+  # again (and SAM's image on top of it, which carries the base's id).
+  local recipe=2
+  [[ $(docker image inspect --format '{{index .Config.Labels "imagegram.recipe"}}' "$SAM_BASE_IMAGE" 2>/dev/null) == "$recipe" ]] \
+    && return 0
+  log "making $SAM_BASE_IMAGE locally (docker import)"
+  local root lib
+  root=$(mktemp -d)
+  mkdir -p "$root"/{bin,lib64,var/task,var/runtime,opt,tmp,etc/ssl/certs,etc/pki/tls/certs,usr}
+  cp /usr/bin/busybox "$root/bin/"
+  for applet in sh mv chmod cp ls cat mkdir rm ln env; do ln -s busybox "$root/bin/$applet"; done
+  ln -s ../bin "$root/usr/bin"
+  for lib in $(ldd "$@" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/pki/tls/certs/ca-bundle.crt"
+  echo "root:x:0:0::/root:/bin/sh" >"$root/etc/passwd"
+  chmod 1777 "$root/tmp"
+  tar -C "$root" -c . | docker import --change "LABEL imagegram.recipe=$recipe" - "$SAM_BASE_IMAGE" >/dev/null
+  rm -rf "$root"
+}
+
+# `sam local --env-vars` for the running stack: what it resolved for each
+# function (IMAGEGRAM_ENV_FILE: database, secrets, bucket, queues) plus its
+# moto endpoint as LOCAL_ENDPOINT_URL.
+write_sam_env_vars() {
+  python3 - "$IMAGEGRAM_ENV_FILE" "$AWS_ENDPOINT_URL" >"$1" <<'PY'
+import json, sys
+functions = json.load(open(sys.argv[1]))
+for variables in functions.values():
+    variables["LOCAL_ENDPOINT_URL"] = sys.argv[2]
+print(json.dumps(functions, indent=1))
+PY
+}
+

@@ -110,8 +110,25 @@ impl Env {
 /// 503 or a retried message), never the whole Lambda timeout. Two attempts:
 /// the client's own retry covers a dropped connection, and a client of the
 /// API retries after `Retry-After`.
+///
+/// `LOCAL_ENDPOINT_URL`, when set and not blank, sends every call to that
+/// endpoint (the local stack's moto under `sam local`). The template
+/// declares it empty, as SAM passes a function only the variables its
+/// template declares; empty means AWS's own endpoints. (An empty
+/// `AWS_ENDPOINT_URL` would mean the same to the SDK, but it logs a warning
+/// about an invalid URL at every cold start.) `AWS_ENDPOINT_URL` itself
+/// works as the SDK documents.
 pub async fn aws_sdk() -> aws_config::SdkConfig {
-    aws_sdk_from(aws_config::defaults(aws_config::BehaviorVersion::latest())).await
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_override(&Env::from_process()) {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_from(loader).await
+}
+
+/// `LOCAL_ENDPOINT_URL`, unless unset or blank.
+pub fn endpoint_override(env: &Env) -> Option<String> {
+    env.optional("LOCAL_ENDPOINT_URL")
 }
 
 /// [`aws_sdk`]'s timeouts and retries on a loader given other settings
@@ -356,6 +373,24 @@ mod tests {
         std::error::Error::source(e)
             .map(|s| s.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_empty_endpoint_override_means_aws() {
+        let env = Env::default();
+        assert_eq!(endpoint_override(&env), None);
+        assert_eq!(
+            endpoint_override(&env.clone().with("LOCAL_ENDPOINT_URL", "")),
+            None
+        );
+        assert_eq!(
+            endpoint_override(&env.clone().with("LOCAL_ENDPOINT_URL", "  ")),
+            None
+        );
+        assert_eq!(
+            endpoint_override(&env.with("LOCAL_ENDPOINT_URL", "http://127.0.0.1:4566")).as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
     }
 
     #[test]

@@ -12,6 +12,26 @@ use mysql_async::prelude::*;
 const POST: &str = "0194f7a0c1d27b3e8a5b6c7d8e9f0a1b";
 const COMMENT: &str = "0194f7a1000070008000000000000c01";
 
+/// `events/expected.json`: what each sample event gives, in order. The
+/// same oracle judges `sam local invoke` of each file (scripts/sam-local),
+/// so the two agree.
+fn manifest() -> Vec<serde_json::Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../events/expected.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["events"].as_array().unwrap().clone()
+}
+
+/// The top-level keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    k.sort();
+    k
+}
+
 fn event(name: &str) -> lambda_http::Request {
     let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
     let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -32,7 +52,7 @@ async fn every_api_event_file_runs_through_the_handler() {
     let mut conn = store.pool().get_conn().await.unwrap();
     conn.exec_drop(
         "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, part_size, image_key, \
-         comment_count, created_at, updated_at) VALUES (?, 'someone', 'sunset', 'published', 'image/jpeg', 1, \
+         comment_count, created_at, updated_at) VALUES (?, 'user-123', 'sunset', 'published', 'image/jpeg', 1, \
          5242880, ?, 1, ?, NOW(3))",
         (post.as_bytes(), format!("converted/{POST}.jpg"), sql_datetime(post.created_at())),
     )
@@ -45,35 +65,52 @@ async fn every_api_event_file_runs_through_the_handler() {
     .await
     .unwrap();
 
-    let names: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../events"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("api-"))
-        .collect();
-    let expected = [
-        ("api-health.json", 200),
-        ("api-health-dependencies.json", 200),
-        ("api-list-posts.json", 200),
-        ("api-get-post.json", 200),
-        ("api-list-comments.json", 200),
-        ("api-create-comment.json", 201),
-        ("api-delete-comment.json", 204),
-    ];
-    assert_eq!(
-        names.len(),
-        expected.len(),
-        "a new api event file needs an expectation here: {names:?}"
-    );
-    for (name, status) in expected {
+    for expected in manifest().iter().filter(|e| e["function"] == "ApiFunction") {
+        let name = expected["file"].as_str().unwrap();
+        let status = expected["status"].as_u64().unwrap() as u16;
         let resp = api::handle(&app, event(name)).await;
         let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
         assert_eq!(resp.status().as_u16(), status, "{name}: {body}");
-        if status != 204 {
-            assert_eq!(resp.headers()["content-type"], "application/json", "{name}");
-            serde_json::from_str::<serde_json::Value>(&body)
-                .unwrap_or_else(|_| panic!("{name}: {body}"));
+        let want: Vec<String> = expected["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        if status == 204 {
+            assert!(body.is_empty(), "{name}");
+            continue;
         }
+        assert_eq!(resp.headers()["content-type"], "application/json", "{name}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{name}: {body}"));
+        assert_eq!(keys(&v), want, "{name}: {body}");
     }
+}
+
+#[tokio::test]
+async fn the_sweeper_event_runs_the_sweeper() {
+    let app = imagegram_tests::spawn_app().await;
+    let expected = manifest()
+        .into_iter()
+        .find(|e| e["function"] == "SweeperFunction")
+        .unwrap();
+    let swept = serde_json::to_value(app.sweeper.run().await.unwrap()).unwrap();
+    let want: Vec<String> = expected["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys(&swept), want);
+    // The file is what EventBridge Scheduler sends the template's schedule
+    // (no Input): the handler takes any JSON.
+    let file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/schedule-sweeper.json"
+    ))
+    .unwrap();
+    serde_json::from_str::<serde_json::Value>(&file).unwrap();
 }
 
 /// An `events/sqs-*.json` file, with the sample bucket name swapped for the
@@ -105,12 +142,13 @@ async fn every_converter_event_file_runs_through_the_converter() {
         .send()
         .await
         .unwrap();
-    for name in [
-        "sqs-converter-multipart-complete.json",
-        "sqs-converter-key-with-spaces.json",
-        "sqs-converter-test-event.json",
-        "sqs-converter-malformed.json",
-    ] {
+    let files: Vec<String> = manifest()
+        .iter()
+        .filter(|e| e["function"] == "ConverterFunction")
+        .map(|e| e["file"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(files.len(), 4);
+    for name in &files {
         let response = converter.handle(sqs_event(name, &bucket)).await;
         assert!(
             response.batch_item_failures.is_empty(),
@@ -209,32 +247,31 @@ async fn every_finalizer_event_file_runs_through_the_finalizer() {
 }
 
 #[test]
-fn every_event_file_is_covered_by_a_test() {
-    let covered = [
-        "api-health.json",
-        "api-health-dependencies.json",
-        "api-list-posts.json",
-        "api-get-post.json",
-        "api-list-comments.json",
-        "api-create-comment.json",
-        "api-delete-comment.json",
-        "sqs-converter-multipart-complete.json",
-        "sqs-converter-key-with-spaces.json",
-        "sqs-converter-test-event.json",
-        "sqs-converter-malformed.json",
-        "sqs-finalizer-published.json",
-        "sqs-finalizer-failed.json",
-        "sqs-finalizer-dead-letter.json",
-    ];
+fn every_event_file_has_an_expectation() {
+    let mut listed: Vec<String> = manifest()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap().to_owned())
+        .collect();
     let mut names: Vec<String> =
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../events"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "expected.json")
             .collect();
     names.sort();
-    let mut covered: Vec<String> = covered.iter().map(|s| s.to_string()).collect();
-    covered.sort();
-    assert_eq!(names, covered);
+    listed.sort();
+    assert_eq!(names, listed);
+    // The SQS files the tests above run are exactly the manifest's, each
+    // expected to leave nothing to retry.
+    for e in manifest() {
+        match e["function"].as_str().unwrap() {
+            "ConverterFunction" | "FinalizerFunction" => {
+                assert_eq!(e["batch_item_failures"], 0, "{e}")
+            }
+            "ApiFunction" | "SweeperFunction" => {}
+            other => panic!("unknown function {other}"),
+        }
+    }
 }
 
 #[tokio::test]
