@@ -15,13 +15,25 @@ async fn a_conversion_emits_its_metrics_as_emf_lines() {
     let post = app.wait_until_final(&id, "alice").await;
     assert_eq!(post["status"], "published");
 
-    let mut out = Vec::new();
-    collector.flush(&mut out).unwrap();
-    let docs: Vec<Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is one JSON document"))
-        .collect();
+    // The finalizer records UploadToPublished just after the post turns
+    // published, which the test may see first: collect what is flushed for
+    // a little while, until it is there.
+    let mut docs: Vec<Value> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut out = Vec::new();
+        collector.flush(&mut out).unwrap();
+        docs.extend(
+            String::from_utf8(out).unwrap().lines().map(|l| {
+                serde_json::from_str::<Value>(l).expect("every line is one JSON document")
+            }),
+        );
+        let seen = docs.iter().any(|d| !d["UploadToPublished"].is_null());
+        if seen || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Each document declares its namespace, dimensions and metric names.
     let declares = |doc: &Value, name: &str| {
         doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Imagegram"
