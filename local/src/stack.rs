@@ -196,7 +196,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
     let env = |i: usize| &function_env[i].1;
 
     let api = again(|| ApiConfig::load(env(0), &clients[0].secrets)).await?;
-    let app = App::from_config(&api, clients[0].s3.clone());
+    let app = App::from_config(&api, clients[0].s3.clone(), sdk.credentials_provider());
     migrate(app.store.pool()).await?;
     let converter = Converter::from_config(
         &ConverterConfig::load(env(1))?,

@@ -48,6 +48,8 @@ pub mod metrics;
 pub mod objects;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
+#[cfg(feature = "s3")]
+mod presign;
 #[cfg(feature = "sqs")]
 pub mod queue;
 pub mod secrets;

@@ -88,12 +88,19 @@ pub struct S3Objects {
     /// same for every request in it, and signing one costs ~120 us, which a
     /// feed page of 20 posts paid 20 times before this cache.
     image_urls: Arc<Mutex<UrlCache>>,
+    /// The credentials the client signs with, for the window signer (an S3
+    /// client does not lend its provider back).
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
 }
 
 #[derive(Default)]
 struct UrlCache {
     window_start: u64,
     urls: HashMap<String, String>,
+    /// The window's own signer, once learned from a URL the SDK signed
+    /// (`crate::presign`); tried once a window.
+    signer: Option<crate::presign::WindowSigner>,
+    signer_tried: bool,
 }
 
 /// Bound on cached URLs (~1 KB each: key, URL and map overhead); the cache
@@ -115,7 +122,19 @@ impl S3Objects {
             public_base_url,
             presign_ttl,
             image_urls: Arc::default(),
+            credentials: None,
         }
+    }
+
+    /// Image URLs signed with these credentials (the ones the client was
+    /// built with) take the fast path of `crate::presign`; without them
+    /// the SDK signs every URL.
+    pub fn signing_with(
+        mut self,
+        credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    ) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     async fn head_object(&self, key: &str) -> Result<Head, Error> {
@@ -289,14 +308,35 @@ impl ObjectStore for S3Objects {
         let window = self.window_start();
         {
             let mut cache = self.image_urls.lock().expect("URL cache lock");
-            if cache.window_start != window || cache.urls.len() >= URL_CACHE_MAX {
-                cache.window_start = window;
+            if cache.window_start != window {
+                *cache = UrlCache {
+                    window_start: window,
+                    ..UrlCache::default()
+                };
+            }
+            if cache.urls.len() >= URL_CACHE_MAX {
                 cache.urls.clear();
             }
             if let Some(url) = cache.urls.get(key) {
                 return Ok(url.clone());
             }
+            if let Some(url) = cache.signer.as_ref().and_then(|s| s.sign(key)) {
+                cache.urls.insert(key.to_owned(), url.clone());
+                return Ok(url);
+            }
         }
+        let learn = {
+            let mut cache = self.image_urls.lock().expect("URL cache lock");
+            !std::mem::replace(&mut cache.signer_tried, true)
+        };
+        // The credentials the SDK signs with (its provider caches them).
+        let identity = match (learn, &self.credentials) {
+            (true, Some(provider)) => {
+                use aws_sdk_s3::config::ProvideCredentials;
+                provider.provide_credentials().await.ok().map(Into::into)
+            }
+            _ => None,
+        };
         // Local computation: signing makes no request (credentials are cached
         // after the first call).
         let req = self
@@ -309,9 +349,23 @@ impl ObjectStore for S3Objects {
             .await
             .map_err(Error::internal)?;
         let url = req.uri().to_owned();
+        let signer = match (identity, self.client.config().region()) {
+            (Some(identity), Some(region)) => crate::presign::WindowSigner::learn(
+                &url,
+                key,
+                identity,
+                region.to_string(),
+                UNIX_EPOCH + Duration::from_secs(window),
+                self.presigning(window)?.expires(),
+            ),
+            _ => None,
+        };
         let mut cache = self.image_urls.lock().expect("URL cache lock");
         if cache.window_start == window {
             cache.urls.insert(key.to_owned(), url.clone());
+            if signer.is_some() {
+                cache.signer = signer;
+            }
         }
         Ok(url)
     }
@@ -559,5 +613,112 @@ mod tests {
         assert_eq!(signed, "content-length%3Bhost", "{url}");
         // No checksum parameters: a plain PUT from any client works.
         assert!(!url.to_ascii_lowercase().contains("checksum"), "{url}");
+    }
+
+    /// S3Objects over a config that never sends anything (presigning is
+    /// local), with these credentials and this endpoint.
+    fn presigner(session_token: Option<&str>, endpoint: Option<&str>) -> S3Objects {
+        let mut conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-3"))
+            .credentials_provider(Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                session_token.map(str::to_owned),
+                None,
+                "test",
+            ));
+        if let Some(e) = endpoint {
+            conf = conf.endpoint_url(e);
+        }
+        let conf = conf.build();
+        let credentials = aws_sdk_s3::config::SharedCredentialsProvider::new(Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            session_token.map(str::to_owned),
+            None,
+            "test",
+        ));
+        S3Objects::new(
+            Client::from_conf(conf),
+            "imagegram-images-123456789012-eu-west-3".into(),
+            None,
+            Duration::from_secs(3600),
+        )
+        .signing_with(Some(credentials))
+    }
+
+    /// The SDK's own presigned GET of `key` for `s3`'s current window.
+    async fn sdk_url(s3: &S3Objects, key: &str) -> String {
+        s3.client
+            .get_object()
+            .bucket(&s3.bucket)
+            .key(key)
+            .response_content_type("image/jpeg")
+            .presigned(s3.presigning(s3.window_start()).unwrap())
+            .await
+            .unwrap()
+            .uri()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn image_urls_signed_here_are_the_sdks_to_the_byte() {
+        let keys = [
+            "converted/0194f7a0c1d27b3e8a5b6c7d8e9f0a1b.jpg",
+            "converted/01a0f617d19c7fe2aceb16eaaf59ec87.jpg",
+            "converted/01a217b2fab9704a9dca431d920fe49a.jpg",
+        ];
+        for (token, endpoint) in [
+            (None, None),
+            (Some("IQoJb3JpZ2luX2VjEXAMPLE/+token="), None),
+            (None, Some("http://127.0.0.1:4566")),
+            (Some("session"), Some("http://localhost:4566")),
+        ] {
+            let s3 = presigner(token, endpoint);
+            for key in keys {
+                assert_eq!(s3.image_url(key).await.unwrap(), sdk_url(&s3, key).await);
+            }
+            // The first URL taught the window's signer, which signed the rest.
+            let cache = s3.image_urls.lock().unwrap();
+            assert!(cache.signer.is_some(), "{token:?} {endpoint:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_the_signer_does_not_take_go_to_the_sdk() {
+        let s3 = presigner(None, None);
+        s3.image_url("converted/a.jpg").await.unwrap();
+        let odd = "converted/a b+c.jpg";
+        assert_eq!(s3.image_url(odd).await.unwrap(), sdk_url(&s3, odd).await);
+    }
+
+    #[tokio::test]
+    async fn a_signer_that_does_not_reproduce_the_sdk_is_not_kept() {
+        // Credentials other than the client's: the learned signer's URL
+        // differs from the SDK's, so the SDK keeps signing every URL.
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-3"))
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+            .build();
+        let other = aws_sdk_s3::config::SharedCredentialsProvider::new(Credentials::new(
+            "AKID",
+            "another secret",
+            None,
+            None,
+            "test",
+        ));
+        let s3 = S3Objects::new(
+            Client::from_conf(conf),
+            "b".into(),
+            None,
+            Duration::from_secs(3600),
+        )
+        .signing_with(Some(other));
+        for key in ["converted/a.jpg", "converted/b.jpg"] {
+            assert_eq!(s3.image_url(key).await.unwrap(), sdk_url(&s3, key).await);
+        }
+        assert!(s3.image_urls.lock().unwrap().signer.is_none());
     }
 }

@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
     let sdk = imagegram::config::aws_sdk().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let s3 = aws_sdk_s3::Client::new(&sdk);
+    let credentials = sdk.credentials_provider();
     // The configuration needs Secrets Manager. Read on the first request and
     // kept: were it read before the runtime starts, an unreachable Secrets
     // Manager would fail the init, and API Gateway would answer its own 500;
@@ -27,11 +28,12 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(OnceCell::new());
     lambda_http::run(service_fn(move |req: Request| {
         let (app, env, secrets, s3) = (Arc::clone(&app), env.clone(), secrets.clone(), s3.clone());
+        let credentials = credentials.clone();
         async move {
             let loaded = app
                 .get_or_try_init(|| async move {
                     let cfg = ApiConfig::load(&env, &secrets).await?;
-                    Ok::<_, imagegram::Error>(App::from_config(&cfg, s3))
+                    Ok::<_, imagegram::Error>(App::from_config(&cfg, s3, credentials))
                 })
                 .await;
             let resp = match loaded {

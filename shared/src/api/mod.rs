@@ -443,8 +443,13 @@ pub fn error_response(e: &Error) -> Response<Body> {
 
 impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
     /// The deployed wiring: the MySQL pool from the configuration, and the
-    /// S3 client the caller built once per process.
-    pub fn from_config(cfg: &crate::config::ApiConfig, s3: aws_sdk_s3::Client) -> Self {
+    /// S3 client the caller built once per process with `credentials` (its
+    /// SDK configuration's provider: image URLs are signed with them).
+    pub fn from_config(
+        cfg: &crate::config::ApiConfig,
+        s3: aws_sdk_s3::Client,
+        credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    ) -> Self {
         App {
             store: crate::store::MySqlStore::connect(&cfg.db, cfg.db_pool_max),
             objects: crate::objects::S3Objects::new(
@@ -452,7 +457,8 @@ impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
                 cfg.bucket.clone(),
                 cfg.image_base_url.clone(),
                 std::time::Duration::from_secs(cfg.presign_ttl_secs),
-            ),
+            )
+            .signing_with(credentials),
             cursors: CursorCodec::new(cfg.cursor_secret.expose().as_bytes()),
             limits: Limits {
                 upload_ttl: std::time::Duration::from_secs(cfg.upload_ttl_secs),
