@@ -13,17 +13,9 @@ use imagegram_tests::{TestApp, sdk_config_for, spawn_app, spawn_app_with, token}
 use md5::Digest;
 use serde_json::Value;
 
-fn moto_target() -> std::net::SocketAddr {
-    imagegram_tests::moto_endpoint()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap()
-}
-
 /// A stack whose S3 (presigned URLs included) is behind a fault proxy.
 async fn app_behind_proxy() -> (TestApp, FaultProxy) {
-    let proxy = FaultProxy::start(moto_target()).await;
+    let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
     let app = spawn_app_with(
         |_| {},
         sdk_config_for(&format!("http://{}", proxy.addr)).await,

@@ -32,6 +32,18 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
     k
 }
 
+/// The keys a manifest entry expects, sorted.
+fn expected_keys(expected: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = expected["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    k.sort();
+    k
+}
+
 fn event(name: &str) -> lambda_http::Request {
     let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
     let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -71,12 +83,7 @@ async fn every_api_event_file_runs_through_the_handler() {
         let resp = api::handle(&app, event(name)).await;
         let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
         assert_eq!(resp.status().as_u16(), status, "{name}: {body}");
-        let want: Vec<String> = expected["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap().to_owned())
-            .collect();
+        let want = expected_keys(expected);
         if status == 204 {
             assert!(body.is_empty(), "{name}");
             continue;
@@ -96,13 +103,7 @@ async fn the_sweeper_event_runs_the_sweeper() {
         .find(|e| e["function"] == "SweeperFunction")
         .unwrap();
     let swept = serde_json::to_value(app.sweeper.run().await.unwrap()).unwrap();
-    let want: Vec<String> = expected["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(keys(&swept), want);
+    assert_eq!(keys(&swept), expected_keys(&expected));
     // The file is what EventBridge Scheduler sends the template's schedule
     // (no Input): the handler takes any JSON.
     let file = std::fs::read_to_string(concat!(

@@ -20,14 +20,6 @@ fn db_target() -> std::net::SocketAddr {
     hostport.parse().unwrap()
 }
 
-fn moto_target() -> std::net::SocketAddr {
-    imagegram_tests::moto_endpoint()
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap()
-}
-
 /// A stack whose functions reach MariaDB through `proxy`.
 async fn behind_db_proxy(proxy: &FaultProxy, timeout_ms: u32) -> TestApp {
     let (host, port) = proxy.host_port();
@@ -64,7 +56,7 @@ async fn a_hung_database_answers_503_in_time_and_loses_no_acknowledged_comment()
 
 #[tokio::test]
 async fn an_unreachable_object_store_is_503_and_conversions_recover() {
-    let proxy = FaultProxy::start(moto_target()).await;
+    let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
     let app = spawn_app_with(
         |_| {},
         sdk_config_for(&format!("http://{}", proxy.addr)).await,
@@ -116,7 +108,7 @@ async fn an_unreachable_object_store_is_503_and_conversions_recover() {
 
 #[tokio::test]
 async fn a_complete_whose_answer_is_lost_finds_the_upload_done() {
-    let proxy = FaultProxy::start(moto_target()).await;
+    let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
     let app = spawn_app_with(
         |_| {},
         sdk_config_for(&format!("http://{}", proxy.addr)).await,
@@ -151,7 +143,7 @@ async fn a_complete_whose_answer_is_lost_finds_the_upload_done() {
 
 #[tokio::test]
 async fn a_complete_that_cannot_tell_rolls_back_and_its_retry_goes_on() {
-    let proxy = FaultProxy::start(moto_target()).await;
+    let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
     let app = spawn_app_with(
         |_| {},
         sdk_config_for(&format!("http://{}", proxy.addr)).await,
@@ -179,7 +171,7 @@ async fn a_complete_that_cannot_tell_rolls_back_and_its_retry_goes_on() {
 
 #[tokio::test]
 async fn a_converter_killed_mid_conversion_publishes_exactly_once() {
-    let proxy = FaultProxy::start(moto_target()).await;
+    let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
     let app = spawn_app_with(
         |_| {},
         sdk_config_for(&format!("http://{}", proxy.addr)).await,

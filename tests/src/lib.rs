@@ -107,6 +107,15 @@ pub fn moto_endpoint() -> String {
     std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
 }
 
+/// moto's address, for a fault proxy in front of it.
+pub fn moto_addr() -> std::net::SocketAddr {
+    moto_endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("AWS_ENDPOINT_URL is http://HOST:PORT")
+}
+
 /// The functions' SDK configuration (their timeouts and retries), for moto
 /// at `endpoint`.
 pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
