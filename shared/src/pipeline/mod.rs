@@ -32,10 +32,13 @@ pub use finalizer::Finalizer;
 #[cfg(feature = "sweeper")]
 pub use sweeper::Sweeper;
 
+#[cfg(any(feature = "converter", feature = "finalizer"))]
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 /// What a pipeline function does with one message body. Err only for
-/// transient trouble: the message is then retried.
+/// transient trouble: the message is then retried. (The SQS consumers'
+/// only: the sweeper runs on a schedule.)
+#[cfg(any(feature = "converter", feature = "finalizer"))]
 pub(crate) trait Process: Sync {
     fn process(
         &self,
@@ -46,6 +49,7 @@ pub(crate) trait Process: Sync {
 /// Runs `process` on each message's body. Messages whose processing failed
 /// (transiently: permanent failures are recorded, not returned) go back in
 /// the partial batch response, for SQS to redeliver; the rest are done.
+#[cfg(any(feature = "converter", feature = "finalizer"))]
 pub(crate) async fn each_message<P: Process>(processor: &P, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for message in event.records {
