@@ -137,6 +137,11 @@ export IMAGEGRAM_ENV_FILE=${IMAGEGRAM_ENV_FILE:-$STATE/functions-env.json}
 export IMAGEGRAM_API_ADDR=${IMAGEGRAM_API_ADDR:-127.0.0.1:3000}
 # The web client, on an origin of its own (CORS as in production).
 export IMAGEGRAM_WEB_ADDR=${IMAGEGRAM_WEB_ADDR:-127.0.0.1:8080}
+# This checkout's template and web client, named at run time: a binary
+# built elsewhere (a shared target directory) must not read another
+# checkout's files through a path compiled into it.
+export IMAGEGRAM_TEMPLATE=${IMAGEGRAM_TEMPLATE:-$ROOT/template.yaml}
+export IMAGEGRAM_WEB_ROOT=${IMAGEGRAM_WEB_ROOT:-$ROOT/web}
 # The local gateway serves many requests at once from one process.
 export DB_POOL_MAX=${DB_POOL_MAX:-32}
 

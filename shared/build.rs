@@ -3,7 +3,12 @@
 //! carries no YAML parser.
 
 fn main() {
-    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+    // Read at run time: the build script's binary can be reused from a
+    // checkout at another path (cargo hashes path packages by their place
+    // in the workspace), and a path baked in with env! would then read
+    // that checkout's spec.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let spec = std::path::Path::new(&dir).join("../openapi.yaml");
     println!("cargo:rerun-if-changed={}", spec.display());
     let yaml = std::fs::read_to_string(&spec).unwrap_or_else(|e| panic!("{}: {e}", spec.display()));
     let value: serde_json::Value =
