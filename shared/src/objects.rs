@@ -622,34 +622,29 @@ mod tests {
     /// S3Objects over a config that never sends anything (presigning is
     /// local), with these credentials and this endpoint.
     fn presigner(session_token: Option<&str>, endpoint: Option<&str>) -> S3Objects {
-        let mut conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("eu-west-3"))
-            .credentials_provider(Credentials::new(
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                session_token.map(str::to_owned),
-                None,
-                "test",
-            ));
-        if let Some(e) = endpoint {
-            conf = conf.endpoint_url(e);
-        }
-        let conf = conf.build();
-        let credentials = aws_sdk_s3::config::SharedCredentialsProvider::new(Credentials::new(
+        // One credentials value: the client signs with it, and so does the
+        // window signer.
+        let credentials = Credentials::new(
             "AKIDEXAMPLE",
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             session_token.map(str::to_owned),
             None,
             "test",
-        ));
+        );
+        let mut conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-3"))
+            .credentials_provider(credentials.clone());
+        if let Some(e) = endpoint {
+            conf = conf.endpoint_url(e);
+        }
         S3Objects::new(
-            Client::from_conf(conf),
+            Client::from_conf(conf.build()),
             "imagegram-images-123456789012-eu-west-3".into(),
             None,
             Duration::from_secs(3600),
         )
-        .signing_with(Some(credentials))
+        .signing_with(Some(aws_sdk_s3::config::SharedCredentialsProvider::new(credentials)))
     }
 
     /// The SDK's own presigned GET of `key` for `s3`'s current window.
