@@ -9,7 +9,20 @@ mkdir -p "$STATE/log"
 # Pinned. Not 5.2.x: from 5.2.0 its ListParts answers <ListPartsResponse>,
 # which the Rust SDK (rightly) refuses; 5.1.22 answers <ListPartsResult>.
 MOTO_VERSION=5.1.22
-export IMAGEGRAM_DB_PORT=${IMAGEGRAM_DB_PORT:-3306}
+# Which database the local stack runs on: mariadb (the default: Debian's own
+# package, installed in ~20 s) or mysql (MySQL 9.7 from Debian unstable in a
+# chroot of ours, ~3 min the first time); `scripts/up --mysql` sets it. Each
+# has its own port, so the tests run on both side by side.
+export IMAGEGRAM_DB=${IMAGEGRAM_DB:-mariadb}
+[[ $IMAGEGRAM_DB == mariadb || $IMAGEGRAM_DB == mysql ]] \
+  || { echo "error: IMAGEGRAM_DB is mariadb or mysql, not $IMAGEGRAM_DB" >&2; exit 1; }
+MARIADB_PORT=${MARIADB_PORT:-3306}
+MYSQL_PORT=${MYSQL_PORT:-3307}
+if [[ $IMAGEGRAM_DB == mysql ]]; then
+  export IMAGEGRAM_DB_PORT=${IMAGEGRAM_DB_PORT:-$MYSQL_PORT}
+else
+  export IMAGEGRAM_DB_PORT=${IMAGEGRAM_DB_PORT:-$MARIADB_PORT}
+fi
 export IMAGEGRAM_MOTO_PORT=${IMAGEGRAM_MOTO_PORT:-4566}
 
 # Local-only credentials. moto accepts any keys; the database user is created
@@ -67,22 +80,86 @@ ensure_mariadb() {
      && [[ ! -x /usr/sbin/mariadbd ]]; then
     apt_install mariadb-server
   fi
-  if ! mariadb-admin --protocol=tcp -h127.0.0.1 -P"$IMAGEGRAM_DB_PORT" ping >/dev/null 2>&1; then
-    log "starting MariaDB on 127.0.0.1:$IMAGEGRAM_DB_PORT"
+  if ! mariadb-admin --protocol=tcp -h127.0.0.1 -P"$MARIADB_PORT" ping >/dev/null 2>&1; then
+    log "starting MariaDB on 127.0.0.1:$MARIADB_PORT"
     $SUDO install -d -o mysql -g mysql /run/mysqld
     # No systemd here: mysqld_safe supervises the server; setsid detaches it
     # from this shell so it outlives the script.
-    $SUDO setsid mysqld_safe --user=mysql --bind-address=127.0.0.1 --port="$IMAGEGRAM_DB_PORT" \
+    $SUDO setsid mysqld_safe --user=mysql --bind-address=127.0.0.1 --port="$MARIADB_PORT" \
       --max-connections=500 >"$STATE/log/mariadb.log" 2>&1 </dev/null &
-    wait_for 600 mariadb-admin --protocol=tcp -h127.0.0.1 -P"$IMAGEGRAM_DB_PORT" ping \
+    wait_for 600 mariadb-admin --protocol=tcp -h127.0.0.1 -P"$MARIADB_PORT" ping \
       || { cat "$STATE/log/mariadb.log"; die "MariaDB did not start"; }
   fi
-  # The OS root reaches the server over the unix socket; the app user is for
-  # TCP, from both host spellings, and may create the per-test databases.
   # The seeded benchmark dataset (~1.5 GB with indexes) fits in memory;
   # dynamic, so a server that was already running gets it too.
-  $SUDO mariadb -uroot <<'SQL'
-SET GLOBAL innodb_buffer_pool_size = 2147483648;
+  mariadb_root -e "SET GLOBAL innodb_buffer_pool_size = 2147483648"
+  db_users mariadb_root
+}
+
+# Real MySQL (9.7, Debian unstable's mysql-server-core: Debian 12 has none)
+# in a chroot of Debian unstable made with debootstrap from Debian's own
+# archive. The chroot shares the host's network, so the server listens on
+# 127.0.0.1:$MYSQL_PORT like any other; it lives outside the checkout so
+# every clone on the machine reuses it.
+MYSQL_CHROOT=${MYSQL_CHROOT:-/var/lib/imagegram/mysql-sid}
+# Inside the chroot; not MariaDB's path, which a client told the server's
+# socket (mysql_async's prefer_socket) would find on the host.
+MYSQL_SOCKET=/run/mysqld/imagegram-mysql.sock
+mysql_root() { mariadb -uroot -S "$MYSQL_CHROOT$MYSQL_SOCKET" "$@"; }
+mariadb_root() { $SUDO mariadb -uroot "$@"; }
+# The root client of the database IMAGEGRAM_DB names.
+db_root() { if [[ $IMAGEGRAM_DB == mysql ]]; then mysql_root "$@"; else mariadb_root "$@"; fi; }
+
+ensure_mysql() {
+  command -v mariadb >/dev/null || apt_install mariadb-client
+  local apt_opts="-o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0"
+  if [[ ! -x "$MYSQL_CHROOT/usr/sbin/mysqld" ]]; then
+    command -v debootstrap >/dev/null || apt_install debootstrap
+    log "making a Debian unstable chroot for MySQL in $MYSQL_CHROOT (~3 min, ~800 MB)"
+    $SUDO mkdir -p "$MYSQL_CHROOT"
+    if [[ ! -x "$MYSQL_CHROOT/usr/bin/apt-get" ]]; then
+      $SUDO debootstrap --variant=minbase sid "$MYSQL_CHROOT" http://deb.debian.org/debian \
+        >"$STATE/log/debootstrap.log" 2>&1 || { tail -20 "$STATE/log/debootstrap.log"; die "debootstrap failed"; }
+    fi
+    # The archive's unstable Release file can be weeks old: apt refuses it
+    # without Check-Valid-Until=false.
+    $SUDO chroot "$MYSQL_CHROOT" sh -c "apt-get $apt_opts -qq update && \
+      DEBIAN_FRONTEND=noninteractive apt-get $apt_opts -qq install -y --no-install-recommends \
+      mysql-server-core mysql-client-core" >"$STATE/log/mysql-apt.log" 2>&1 \
+      || { tail -20 "$STATE/log/mysql-apt.log"; die "installing MySQL in the chroot failed"; }
+  fi
+  if ! mariadb-admin --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" ping >/dev/null 2>&1; then
+    log "starting MySQL on 127.0.0.1:$MYSQL_PORT"
+    # mysql-server-core makes no user; the data directory is made once.
+    $SUDO chroot "$MYSQL_CHROOT" sh -c '
+      id mysql >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin mysql
+      install -d -o mysql -g mysql /run/mysqld
+      if [ ! -d /var/lib/mysql-data/mysql ]; then
+        install -d -o mysql -g mysql /var/lib/mysql-data
+        mysqld --initialize-insecure --user=mysql --datadir=/var/lib/mysql-data
+      fi' >"$STATE/log/mysql-init.log" 2>&1 || { tail -20 "$STATE/log/mysql-init.log"; die "MySQL initialisation failed"; }
+    # --secure-file-priv="": without it mysqld aborts (its default
+    # directory does not exist in the chroot).
+    $SUDO setsid chroot "$MYSQL_CHROOT" mysqld --user=mysql --datadir=/var/lib/mysql-data \
+      --port="$MYSQL_PORT" --bind-address=127.0.0.1 --socket="$MYSQL_SOCKET" --mysqlx=OFF \
+      --secure-file-priv="" --max-connections=500 --innodb-buffer-pool-size=536870912 \
+      >"$STATE/log/mysql.log" 2>&1 </dev/null &
+    wait_for 600 mariadb-admin --protocol=tcp -h127.0.0.1 -P"$MYSQL_PORT" ping \
+      || { tail -30 "$STATE/log/mysql.log"; die "MySQL did not start"; }
+  fi
+  db_users mysql_root
+}
+
+# The database IMAGEGRAM_DB names, installed and running.
+ensure_database() {
+  if [[ $IMAGEGRAM_DB == mysql ]]; then ensure_mysql; else ensure_mariadb; fi
+}
+
+# The app users, on the server whose root client is "$1". The OS root
+# reaches the server over the unix socket; the app user is for TCP, from
+# both host spellings, and may create the per-test databases.
+db_users() {
+  "$1" <<'SQL'
 CREATE USER IF NOT EXISTS 'imagegram'@'127.0.0.1' IDENTIFIED BY 'imagegram';
 CREATE USER IF NOT EXISTS 'imagegram'@'localhost' IDENTIFIED BY 'imagegram';
 GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram'@'127.0.0.1';
@@ -91,7 +168,7 @@ CREATE DATABASE IF NOT EXISTS imagegram CHARACTER SET utf8mb4 COLLATE utf8mb4_un
 SQL
   # A user whose password holds every character a URL would mangle: the
   # tests log in with it (tests/integration/config.rs).
-  $SUDO mariadb -uroot <<'SQL'
+  "$1" <<'SQL'
 CREATE USER IF NOT EXISTS 'imagegram_odd'@'127.0.0.1' IDENTIFIED BY 'p#?/@%:x y';
 CREATE USER IF NOT EXISTS 'imagegram_odd'@'localhost' IDENTIFIED BY 'p#?/@%:x y';
 GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram_odd'@'127.0.0.1';
@@ -258,7 +335,7 @@ start_test_stack() {
     wait_for 50 bash -c "! curl -fs http://$TEST_API_ADDR/health" \
       || die "$TEST_API_ADDR is taken by something else; stop it first"
   fi
-  $SUDO mariadb -uroot -e "DROP DATABASE IF EXISTS imagegram_ci;
+  db_root -e "DROP DATABASE IF EXISTS imagegram_ci;
     CREATE DATABASE imagegram_ci CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
   # Queues and bucket of this run's own: nothing left in flight by an
   # earlier run reaches it.

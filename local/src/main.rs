@@ -44,7 +44,7 @@ async fn main() -> Result<(), BoxError> {
             let sdk = imagegram::config::aws_sdk().await;
             let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
             let db = DbConfig::load(&Env::from_process(), &secrets).await?;
-            migrate(MySqlStore::connect(&db, 1).pool()).await?;
+            migrate(&MySqlStore::connect(&db, 1).pool()).await?;
             eprintln!("migrations applied");
             Ok(())
         }

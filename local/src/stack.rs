@@ -197,7 +197,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
 
     let api = again(|| ApiConfig::load(env(0), &clients[0].secrets)).await?;
     let app = App::from_config(&api, clients[0].s3.clone(), sdk.credentials_provider());
-    migrate(app.store.pool()).await?;
+    migrate(&app.store.pool()).await?;
     let converter = Converter::from_config(
         &ConverterConfig::load(env(1))?,
         clients[1].s3.clone(),

@@ -9,10 +9,15 @@
 -- the primary key).
 ALTER TABLE posts ADD COLUMN last_comments JSON NULL AFTER comment_count;
 
--- (MariaDB allows no outer reference in a derived table, hence the LIMIT
--- inside the aggregate; a one-off pass over the comments.)
-UPDATE posts p SET last_comments = (
-    SELECT JSON_ARRAYAGG(JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, 'content', c.content)
-                         ORDER BY c.id DESC LIMIT 2)
-      FROM comments c WHERE c.post_id = p.id)
+-- The backfill is written for MySQL and MariaDB alike: MySQL's JSON_ARRAYAGG
+-- takes no ORDER BY or LIMIT, and MariaDB allows no outer reference in a
+-- derived table, so each of the two is a scalar subquery of its own (an
+-- empty second slot is a JSON null, which readers skip). This text replaced
+-- a MariaDB-only one with the same effect; shared::store::migrate accepts a
+-- database that applied the old text (see REBASELINED there).
+UPDATE posts p SET last_comments = JSON_ARRAY(
+    (SELECT JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, 'content', c.content)
+       FROM comments c WHERE c.post_id = p.id ORDER BY c.id DESC LIMIT 1),
+    (SELECT JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, 'content', c.content)
+       FROM comments c WHERE c.post_id = p.id ORDER BY c.id DESC LIMIT 1 OFFSET 1))
  WHERE p.comment_count > 0;

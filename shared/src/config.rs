@@ -167,6 +167,37 @@ pub struct DbConfig {
     /// Longest a database operation may take (pool wait included) before
     /// it is a 503 (`DB_TIMEOUT_MS`, default 2000).
     pub timeout: std::time::Duration,
+    /// Reads this configuration again from its secret: the store calls it
+    /// when the server refuses the password (error 1045, the secret was
+    /// rotated) and reconnects once with what it gets. None where the
+    /// credentials come from nowhere else (tests, tools).
+    pub reload: Option<Reload>,
+}
+
+type Loading = std::pin::Pin<Box<dyn std::future::Future<Output = Result<DbConfig, Error>> + Send>>;
+
+/// [`DbConfig::reload`]: the secret read again, on demand.
+#[derive(Clone)]
+pub struct Reload(std::sync::Arc<dyn Fn() -> Loading + Send + Sync>);
+
+impl Reload {
+    pub fn new<F, Fut>(f: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<DbConfig, Error>> + Send + 'static,
+    {
+        Reload(std::sync::Arc::new(move || Box::pin(f())))
+    }
+
+    pub async fn load(&self) -> Result<DbConfig, Error> {
+        (self.0)().await
+    }
+}
+
+impl fmt::Debug for Reload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reload")
+    }
 }
 
 impl DbConfig {
@@ -175,10 +206,19 @@ impl DbConfig {
     /// `port`, `dbname`); `DATABASE_HOST`, `DATABASE_PORT` and
     /// `DATABASE_NAME` override those (the template points the host at RDS
     /// Proxy). `DATABASE_TLS` defaults to true.
-    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+    pub async fn load<R>(env: &Env, secrets: &R) -> Result<Self, Error>
+    where
+        R: SecretReader + Clone + Send + 'static,
+    {
         let arn = env.required("DATABASE_SECRET_ARN")?;
         let raw = secrets.read(&arn).await?;
-        Self::from_secret(env, &raw)
+        let mut cfg = Self::from_secret(env, &raw)?;
+        let (env, secrets) = (env.clone(), secrets.clone());
+        cfg.reload = Some(Reload::new(move || {
+            let (env, secrets, arn) = (env.clone(), secrets.clone(), arn.clone());
+            async move { Self::from_secret(&env, &secrets.read(&arn).await?) }
+        }));
+        Ok(cfg)
     }
 
     pub fn from_secret(env: &Env, raw: &str) -> Result<Self, Error> {
@@ -222,6 +262,7 @@ impl DbConfig {
                 2000,
                 50..=60_000,
             )?),
+            reload: None,
         })
     }
 }
@@ -256,7 +297,10 @@ const MAX_PRESIGN_SECS: u64 = 7 * 24 * 3600;
 const MAX_UPLOAD_TTL_SECS: u64 = 20 * 3600;
 
 impl ApiConfig {
-    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+    pub async fn load(
+        env: &Env,
+        secrets: &(impl SecretReader + Clone + Send + 'static),
+    ) -> Result<Self, Error> {
         let cursor_arn = env.required("CURSOR_SECRET_ARN")?;
         let (db, cursor) = tokio::join!(DbConfig::load(env, secrets), secrets.read(&cursor_arn));
         let presign_ttl_secs = env.number("PRESIGN_TTL_SECS", 3600, 60..=MAX_PRESIGN_SECS)?;
@@ -314,7 +358,10 @@ pub struct FinalizerConfig {
 }
 
 impl FinalizerConfig {
-    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+    pub async fn load(
+        env: &Env,
+        secrets: &(impl SecretReader + Clone + Send + 'static),
+    ) -> Result<Self, Error> {
         Ok(FinalizerConfig {
             db: DbConfig::load(env, secrets).await?,
             db_pool_max: env.number("DB_POOL_MAX", 1, 1..=1000)?,
@@ -347,7 +394,10 @@ pub struct SweepLimits {
 }
 
 impl SweeperConfig {
-    pub async fn load(env: &Env, secrets: &impl SecretReader) -> Result<Self, Error> {
+    pub async fn load(
+        env: &Env,
+        secrets: &(impl SecretReader + Clone + Send + 'static),
+    ) -> Result<Self, Error> {
         Ok(SweeperConfig {
             db: DbConfig::load(env, secrets).await?,
             bucket: env.required("BUCKET")?,

@@ -125,14 +125,15 @@ impl From<mysql_async::Error> for Error {
             // Connection-level trouble: the database is (maybe briefly) down.
             E::Io(_) | E::Driver(_) => Error::unavailable("database", e),
             // Overloaded, going down, failing over or locked: retrying
-            // later helps. 1040 too many connections, 1053 shutdown in
+            // later helps. 1040 too many connections, 1045 password refused
+            // (after the store read the secret again), 1053 shutdown in
             // progress, 1205 lock wait timeout, 1213 deadlock (after the
             // store's own retry), 1290/1836 read-only (a failover's old
             // writer), 1927 connection killed, 3024 statement timeout.
             E::Server(ref s)
                 if matches!(
                     s.code,
-                    1040 | 1053 | 1205 | 1213 | 1290 | 1836 | 1927 | 3024
+                    1040 | 1045 | 1053 | 1205 | 1213 | 1290 | 1836 | 1927 | 3024
                 ) =>
             {
                 Error::unavailable("database", e)
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn overload_shutdown_failover_and_locks_are_503_with_retry_after() {
-        for code in [1040, 1053, 1205, 1213, 1290, 1836, 1927, 3024] {
+        for code in [1040, 1045, 1053, 1205, 1213, 1290, 1836, 1927, 3024] {
             let e = server(code);
             assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{code}");
             assert_eq!(e.retry_after_secs(), Some(1), "{code}");

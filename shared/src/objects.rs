@@ -644,7 +644,9 @@ mod tests {
             None,
             Duration::from_secs(3600),
         )
-        .signing_with(Some(aws_sdk_s3::config::SharedCredentialsProvider::new(credentials)))
+        .signing_with(Some(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            credentials,
+        )))
     }
 
     /// The SDK's own presigned GET of `key` for `s3`'s current window.

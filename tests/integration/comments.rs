@@ -170,6 +170,66 @@ async fn sixty_four_concurrent_comments_are_counted_as_64() {
 }
 
 #[tokio::test]
+async fn last_comments_stay_exact_under_64_concurrent_comments_and_deletes() {
+    let app = spawn_app().await;
+    let post = app
+        .insert_post("alice", PostStatus::Published, 0)
+        .await
+        .to_string();
+    let mut first = Vec::new();
+    for i in 0..32 {
+        let r = app.comment(&post, "bob", &format!("early {i}")).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        first.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    // 32 new comments racing 32 deletes, the newest ones among them (each
+    // delete recomputes the newest two; each insert shifts one in).
+    let adds = futures::future::join_all((0..32).map(|i| {
+        let (app, post) = (&app, &post);
+        async move { app.comment(post, "carol", &format!("late {i}")).await }
+    }));
+    let deletes = futures::future::join_all(first.iter().rev().map(|id| {
+        let (app, post) = (&app, &post);
+        async move {
+            app.call(
+                "DELETE",
+                &format!("/posts/{post}/comments/{id}"),
+                Some("bob"),
+                None,
+            )
+            .await
+        }
+    }));
+    let (added, deleted) = futures::join!(adds, deletes);
+    let statuses = |rs: &[imagegram_tests::Reply]| rs.iter().map(|r| r.status).collect::<Vec<_>>();
+    assert!(
+        added.iter().all(|r| r.status == 201),
+        "{:?}",
+        statuses(&added)
+    );
+    assert!(
+        deleted.iter().all(|r| r.status == 204),
+        "{:?}",
+        statuses(&deleted)
+    );
+
+    let p = app.get(&format!("/posts/{post}"), "x").await;
+    assert_eq!(p.body["comment_count"], 32);
+    let list = app
+        .get(&format!("/posts/{post}/comments?limit=100"), "x")
+        .await;
+    let comments = list.body["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 32);
+    assert!(comments.iter().all(|c| c["author"] == "carol"));
+    let newest: Vec<&Value> = comments[..2].iter().collect();
+    let kept: Vec<&Value> = p.body["last_comments"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        kept, newest,
+        "the post's newest two are the list's first two"
+    );
+}
+
+#[tokio::test]
 async fn only_the_author_may_delete_and_last_comments_follow() {
     let app = spawn_app().await;
     let post = app

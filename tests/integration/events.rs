@@ -287,6 +287,7 @@ async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
             database: "db".into(),
             tls: false,
             timeout: Duration::from_secs(2),
+            reload: None,
         },
         1,
     );

@@ -65,6 +65,14 @@ async fn hot_queries_use_indexes_without_filesort() {
     conn.query_drop("ANALYZE TABLE posts, comments")
         .await
         .unwrap();
+    // MySQL 9 explains as a tree by default; the table form is both
+    // servers' own (MariaDB has no explain_format).
+    let version: String = conn.query_first("SELECT VERSION()").await.unwrap().unwrap();
+    if !version.contains("MariaDB") {
+        conn.query_drop("SET SESSION explain_format = 'TRADITIONAL'")
+            .await
+            .unwrap();
+    }
 
     let existing: Vec<u8> = conn
         .exec_first(
@@ -96,7 +104,7 @@ async fn hot_queries_use_indexes_without_filesort() {
         (
             "a comment out: count and newest two again",
             sql::UNCOUNT_AND_RECOMPUTE.into(),
-            vec![post(), post()],
+            vec![post(), post(), post()],
         ),
         (
             "comments, first page",
@@ -126,8 +134,9 @@ async fn hot_queries_use_indexes_without_filesort() {
             let line =
                 format!("{name}: table={table:?} type={access:?} key={key:?} extra={extra:?}");
             println!("{line}");
-            // The UNION's own result row has no table of ours.
-            if !matches!(table.as_deref(), Some("posts" | "comments")) {
+            // Tables by name or by the statements' aliases (p, c); rows
+            // of no table of ours (a union's result) are not plans to check.
+            if !matches!(table.as_deref(), Some("posts" | "comments" | "p" | "c")) {
                 continue;
             }
             assert_ne!(access.as_deref(), Some("ALL"), "full scan: {line}");

@@ -65,6 +65,7 @@ pub fn db_config(d: &Database) -> DbConfig {
         database: d.name.clone(),
         tls: false,
         timeout: Duration::from_secs(10),
+        reload: None,
     }
 }
 
@@ -77,7 +78,9 @@ pub async fn create_database() -> Database {
         .0
         .to_owned();
     let name = unique("imagegram_t_");
-    let admin = mysql_async::Pool::new(server.as_str());
+    // TCP only: mysql_async otherwise moves to the unix socket the server
+    // names, which on a machine running both servers may be the other's.
+    let admin = mysql_async::Pool::new(format!("{server}?prefer_socket=false").as_str());
     let mut conn = admin.get_conn().await.unwrap_or_else(|e| {
         panic!("cannot reach MariaDB at {server} ({e}); run scripts/test, which starts it")
     });
@@ -95,7 +98,7 @@ pub async fn create_database() -> Database {
 pub async fn fresh_database() -> (Database, MySqlStore) {
     let db = create_database().await;
     let store = MySqlStore::connect(&db_config(&db), 16);
-    migrate(store.pool())
+    migrate(&store.pool())
         .await
         .expect("migrations apply to a fresh database");
     (db, store)

@@ -50,7 +50,9 @@ async fn main() {
     let posts: usize = arg("--posts", 1_000_000);
     let comments: u64 = arg("--comments", 5_000_000);
     let started = Instant::now();
-    let pool = Pool::new(database_url().as_str());
+    // TCP only (mysql_async would otherwise move to the socket the server
+    // names, on a machine with two servers possibly the other's).
+    let pool = Pool::new(format!("{}?prefer_socket=false", database_url()).as_str());
     imagegram::store::migrate(&pool).await.expect("migrations");
     let mut conn = pool
         .get_conn()

@@ -22,20 +22,59 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// Migrations whose text was changed after databases had applied it, to
+/// one with the same effect, as (version, refinery's checksum of the old
+/// text). V4's backfill was MariaDB-only SQL (MySQL refused it); a database
+/// that applied the old text has its record moved to the new text's
+/// checksum, where refinery would otherwise refuse to run as "divergent".
+/// Nothing else is ever edited once applied.
+const REBASELINED: &[(i32, u64)] = &[(4, V4_MARIADB_ONLY_CHECKSUM)];
+const V4_MARIADB_ONLY_CHECKSUM: u64 = 13969321240071380226;
+
 /// Applies the numbered migrations in `shared/migrations` that the database
 /// has not seen yet.
 pub async fn migrate(pool: &Pool) -> Result<(), Error> {
+    let runner = embedded::migrations::runner();
+    {
+        let mut conn = pool.get_conn().await?;
+        for &(version, old) in REBASELINED {
+            let Some(new) = runner
+                .get_migrations()
+                .iter()
+                .find(|m| m.version() == version)
+            else {
+                continue;
+            };
+            let moved = conn
+                .exec_drop(
+                    "UPDATE refinery_schema_history SET checksum = ? WHERE version = ? AND checksum = ?",
+                    (new.checksum().to_string(), version, old.to_string()),
+                )
+                .await;
+            match moved {
+                // 1146: no history table yet (a new database).
+                Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
+                r => r?,
+            }
+        }
+    }
     let mut pool = pool.clone();
-    embedded::migrations::runner()
-        .run_async(&mut pool)
-        .await
-        .map_err(Error::internal)?;
+    runner.run_async(&mut pool).await.map_err(Error::internal)?;
     Ok(())
 }
 
 #[derive(Clone)]
 pub struct MySqlStore {
-    pool: Pool,
+    /// Replaced (under the lock, briefly) when rotated credentials are read
+    /// again; every operation takes the current one.
+    pool: std::sync::Arc<std::sync::RwLock<(u64, Pool)>>,
+    /// Reads the credentials again after the server refused them (1045);
+    /// the mutex lets one request of many read the secret.
+    reload: Option<(
+        crate::config::Reload,
+        std::sync::Arc<tokio::sync::Mutex<()>>,
+    )>,
+    max_connections: usize,
     /// Longest a statement (pool wait included) may take: a database that
     /// stops answering is a 503 within it, never a request hung until the
     /// Lambda timeout.
@@ -47,6 +86,18 @@ impl MySqlStore {
     /// cold start does not wait on the database. The options are built from
     /// fields, never parsed from a URL: any character may be in a password.
     pub fn connect(db: &DbConfig, max_connections: usize) -> Self {
+        MySqlStore {
+            pool: std::sync::Arc::new(std::sync::RwLock::new((
+                0,
+                Self::pool_for(db, max_connections),
+            ))),
+            reload: db.reload.clone().map(|r| (r, Default::default())),
+            max_connections,
+            timeout: db.timeout,
+        }
+    }
+
+    fn pool_for(db: &DbConfig, max_connections: usize) -> Pool {
         let constraints =
             PoolConstraints::new(0, max_connections.max(1)).expect("0 <= max connections");
         let opts = OptsBuilder::default()
@@ -83,10 +134,41 @@ impl MySqlStore {
             // (1..=100); keep them all prepared.
             .stmt_cache_size(160)
             .tcp_nodelay(true);
-        MySqlStore {
-            pool: Pool::new(opts),
-            timeout: db.timeout,
+        Pool::new(opts)
+    }
+
+    /// A connection of the current pool. When the server refuses the
+    /// password (1045: the secret was rotated, RDS-managed ones every 7
+    /// days), the credentials are read again and the connection tried once
+    /// more with them before the error (a 503) stands. Connections already
+    /// open stay logged in through a rotation, so only new ones meet it.
+    async fn conn(&self) -> Result<mysql_async::Conn, Error> {
+        let (generation, pool) = self.current();
+        match pool.get_conn().await {
+            Err(mysql_async::Error::Server(e)) if e.code == 1045 => {
+                let Some((reload, one_at_a_time)) = &self.reload else {
+                    return Err(mysql_async::Error::Server(e).into());
+                };
+                let _reading = one_at_a_time.lock().await;
+                let (now, mut pool) = self.current();
+                if now == generation {
+                    tracing::warn!("the database refused the password; reading the secret again");
+                    pool = Self::pool_for(&reload.load().await?, self.max_connections);
+                    let (_, old) = std::mem::replace(
+                        &mut *self.pool.write().unwrap_or_else(|p| p.into_inner()),
+                        (generation + 1, pool.clone()),
+                    );
+                    // The old pool's idle connections close in the background.
+                    tokio::spawn(async move { old.disconnect().await.ok() });
+                }
+                Ok(pool.get_conn().await?)
+            }
+            r => Ok(r?),
         }
+    }
+
+    fn current(&self) -> (u64, Pool) {
+        self.pool.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Runs one operation within the timeout. Cancelled on expiry: its
@@ -120,8 +202,9 @@ impl MySqlStore {
         }
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The current pool (a handle: clones share connections).
+    pub fn pool(&self) -> Pool {
+        self.current().1
     }
 }
 
@@ -130,6 +213,29 @@ macro_rules! post_columns {
         "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
          upload_expires_at, image_key, failure_reason, sweep_attempts, comment_count, last_comments \
          FROM posts "
+    };
+}
+
+/// The newest two comments of post `$post` (a column or `?`) as the
+/// `last_comments` JSON array, in SQL that MySQL and MariaDB both take:
+/// MySQL's JSON_ARRAYAGG has no ORDER BY or LIMIT, and MariaDB allows no
+/// outer reference in a derived table, so each slot is a scalar subquery on
+/// the primary key (post_id, id). A missing comment is a JSON null, which
+/// [`last_comments`] skips. With the post bound as a value, MySQL reads the
+/// key backwards; correlated to a column, it sorts the post's comments.
+macro_rules! newest_two {
+    ($post:literal) => {
+        concat!(
+            "JSON_ARRAY(\
+               (SELECT JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, 'content', c.content) \
+                  FROM comments c WHERE c.post_id = ",
+            $post,
+            " ORDER BY c.id DESC LIMIT 1), \
+               (SELECT JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, 'content', c.content) \
+                  FROM comments c WHERE c.post_id = ",
+            $post,
+            " ORDER BY c.id DESC LIMIT 1 OFFSET 1))"
+        )
     };
 }
 
@@ -178,20 +284,19 @@ pub mod sql {
            ELSE last_comments END \
          WHERE id = ? AND status = 'published'";
     /// A comment out: count, and the newest two again from the primary key
-    /// (post_id, id), two rows.
-    pub const UNCOUNT_AND_RECOMPUTE: &str = "UPDATE posts SET comment_count = comment_count - 1, \
-         last_comments = (SELECT JSON_ARRAYAGG(JSON_OBJECT('id', LOWER(HEX(c.id)), \
-                                 'author', c.author, 'content', c.content) ORDER BY c.id DESC) \
-                            FROM (SELECT id, author, content FROM comments WHERE post_id = ? \
-                                  ORDER BY id DESC LIMIT 2) c) \
-         WHERE id = ?";
+    /// (post_id, id), two rows. Parameters: the post, three times.
+    pub const UNCOUNT_AND_RECOMPUTE: &str = concat!(
+        "UPDATE posts SET comment_count = comment_count - 1, last_comments = ",
+        newest_two!("?"),
+        " WHERE id = ?"
+    );
     /// Every post's newest two, from comments (the seed tool; migration V4
-    /// did the same once).
-    pub const BACKFILL_LAST_COMMENTS: &str = "UPDATE posts p SET last_comments = \
-         (SELECT JSON_ARRAYAGG(JSON_OBJECT('id', LOWER(HEX(c.id)), 'author', c.author, \
-                 'content', c.content) ORDER BY c.id DESC LIMIT 2) \
-            FROM comments c WHERE c.post_id = p.id) \
-         WHERE p.comment_count > 0";
+    /// does the same once, in the same words).
+    pub const BACKFILL_LAST_COMMENTS: &str = concat!(
+        "UPDATE posts p SET p.last_comments = ",
+        newest_two!("p.id"),
+        " WHERE p.comment_count > 0"
+    );
     /// Index posts_upload_deadline (status, upload_expires_at): a range.
     pub const EXPIRED_UPLOADS: &str = concat!(
         post_columns!(),
@@ -318,7 +423,7 @@ fn read_committed() -> TxOpts {
 impl Store for MySqlStore {
     async fn ping(&self) -> Result<(), Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.ping().await?;
             Ok(())
         })
@@ -327,7 +432,7 @@ impl Store for MySqlStore {
 
     async fn post(&self, id: PostId) -> Result<Option<PostRecord>, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let row: Option<Row> = conn.exec_first(sql::POST_BY_ID, (id.as_bytes(),)).await?;
             row.map(post_from_row).transpose()
         })
@@ -340,7 +445,7 @@ impl Store for MySqlStore {
         limit: usize,
     ) -> Result<Vec<PostRecord>, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let rows: Vec<Row> = match after {
                 None => conn.exec(sql::FEED_FIRST, (limit as u64,)).await?,
                 Some(p) => {
@@ -368,7 +473,7 @@ impl Store for MySqlStore {
         limit: usize,
     ) -> Result<Vec<CommentRecord>, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let rows: Vec<Row> = match after {
                 None => {
                     conn.exec(sql::COMMENTS_FIRST, (post.as_bytes(), limit as u64))
@@ -397,7 +502,7 @@ impl Store for MySqlStore {
     ) -> Result<AddComment, Error> {
         self.retrying_deadlock(|| {
             self.within(async {
-                let mut conn = self.pool.get_conn().await?;
+                let mut conn = self.conn().await?;
                 let mut tx = conn.start_transaction(read_committed()).await?;
                 // Locks the post row first (as delete does), so concurrent
                 // comments on one post serialise on it and the count stays
@@ -457,7 +562,7 @@ impl Store for MySqlStore {
     ) -> Result<DeleteComment, Error> {
         self.retrying_deadlock(|| {
             self.within(async {
-                let mut conn = self.pool.get_conn().await?;
+                let mut conn = self.conn().await?;
                 // A cheap unlocked look first: strangers are turned away without
                 // taking a lock on a possibly hot post.
                 let author: Option<String> = conn
@@ -486,11 +591,9 @@ impl Store for MySqlStore {
                     tx.rollback().await?;
                     return Ok(DeleteComment::NoSuchComment);
                 }
-                tx.exec_drop(
-                    sql::UNCOUNT_AND_RECOMPUTE,
-                    (post.as_bytes(), post.as_bytes()),
-                )
-                .await?;
+                let post = post.as_bytes();
+                tx.exec_drop(sql::UNCOUNT_AND_RECOMPUTE, (post, post, post))
+                    .await?;
                 tx.commit().await?;
                 Ok(DeleteComment::Deleted)
             })
@@ -500,7 +603,7 @@ impl Store for MySqlStore {
 
     async fn create_post(&self, p: &NewPost, answer: Option<&Answer>) -> Result<(), Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let mut tx = conn.start_transaction(read_committed()).await?;
             tx.exec_drop(
                 "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
@@ -535,7 +638,7 @@ impl Store for MySqlStore {
         hash: &[u8; 32],
     ) -> Result<Claim, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.exec_drop(
                 "INSERT IGNORE INTO idempotency_keys (caller, idem_key, request_hash, created_at) \
                  VALUES (?, ?, ?, NOW(3))",
@@ -587,7 +690,7 @@ impl Store for MySqlStore {
 
     async fn release_key(&self, caller: &UserId, key: &IdempotencyKey) -> Result<(), Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.exec_drop(
                 "DELETE FROM idempotency_keys WHERE caller = ? AND idem_key = ? AND status IS NULL",
                 (caller.as_str(), key.as_str()),
@@ -600,7 +703,7 @@ impl Store for MySqlStore {
 
     async fn purge_keys(&self, limit: u32) -> Result<u64, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.exec_drop(
                 "DELETE FROM idempotency_keys WHERE created_at < NOW(3) - INTERVAL 24 HOUR \
                  ORDER BY created_at LIMIT ?",
@@ -614,7 +717,7 @@ impl Store for MySqlStore {
 
     async fn expired_uploads(&self, limit: u32) -> Result<Vec<PostRecord>, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let rows: Vec<Row> = conn.exec(sql::EXPIRED_UPLOADS, (limit,)).await?;
             rows.into_iter().map(post_from_row).collect()
         })
@@ -627,7 +730,7 @@ impl Store for MySqlStore {
         limit: u32,
     ) -> Result<Vec<PostRecord>, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let rows: Vec<Row> = conn
                 .exec(sql::STALE_PROCESSING, (older_than_secs, limit))
                 .await?;
@@ -638,7 +741,7 @@ impl Store for MySqlStore {
 
     async fn count_sweep(&self, post: PostId) -> Result<bool, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.exec_drop(
                 "UPDATE posts SET sweep_attempts = sweep_attempts + 1, updated_at = NOW(3) \
                  WHERE id = ? AND status = 'processing'",
@@ -652,7 +755,7 @@ impl Store for MySqlStore {
 
     async fn open_uploads(&self, author: &UserId) -> Result<(u64, Option<OffsetDateTime>), Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             let row: Option<(u64, Option<PrimitiveDateTime>)> = conn
                 .exec_first(sql::OPEN_UPLOADS, (author.as_str(),))
                 .await?;
@@ -670,7 +773,7 @@ impl Store for MySqlStore {
         failure_reason: Option<&str>,
     ) -> Result<bool, Error> {
         self.within(async {
-        let mut conn = self.pool.get_conn().await?;
+        let mut conn = self.conn().await?;
         conn.exec_drop(
             "UPDATE posts SET status = ?, failure_reason = ?, updated_at = NOW(3) WHERE id = ? AND status = ?",
             (to.as_str(), failure_reason, post.as_bytes(), from.as_str()),
@@ -683,7 +786,7 @@ impl Store for MySqlStore {
 
     async fn delete_unpublished(&self, post: PostId) -> Result<bool, Error> {
         self.within(async {
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.exec_drop(
                 "DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'",
                 (post.as_bytes(),),
@@ -702,7 +805,7 @@ impl Store for MySqlStore {
                 }
                 Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
             };
-            let mut conn = self.pool.get_conn().await?;
+            let mut conn = self.conn().await?;
             conn.exec_drop(
                 // From awaiting_upload too: a result means S3 holds the
                 // original, so the upload completed even if the `complete`
@@ -733,6 +836,7 @@ mod tests {
                 database: "d".into(),
                 tls: false,
                 timeout: std::time::Duration::from_millis(50),
+                reload: None,
             },
             1,
         )
@@ -745,6 +849,28 @@ mod tests {
             state: "40001".into(),
         })
         .into()
+    }
+
+    #[test]
+    fn the_rebaselined_checksum_is_the_old_texts() {
+        // The MariaDB-only text V4 had, kept to prove the constant.
+        let old = refinery::Migration::unapplied(
+            "V4__last_comments_on_the_post",
+            include_str!("superseded/V4__last_comments_on_the_post.sql"),
+        )
+        .unwrap();
+        assert_eq!(old.checksum(), V4_MARIADB_ONLY_CHECKSUM);
+        let now = embedded::migrations::runner();
+        let v4 = now
+            .get_migrations()
+            .iter()
+            .find(|m| m.version() == 4)
+            .unwrap();
+        assert_ne!(
+            v4.checksum(),
+            V4_MARIADB_ONLY_CHECKSUM,
+            "V4's text is the new one"
+        );
     }
 
     #[tokio::test]
