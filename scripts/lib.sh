@@ -174,6 +174,15 @@ CREATE USER IF NOT EXISTS 'imagegram_odd'@'localhost' IDENTIFIED BY 'p#?/@%:x y'
 GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram_odd'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON `imagegram%`.* TO 'imagegram_odd'@'localhost';
 SQL
+  # What a deployment's master user is (RDS's admin): the migration
+  # handler's tests create the application user with it, and the rotation
+  # test a user of its own.
+  "$1" <<'SQL'
+CREATE USER IF NOT EXISTS 'imagegram_master'@'127.0.0.1' IDENTIFIED BY 'imagegram-master';
+CREATE USER IF NOT EXISTS 'imagegram_master'@'localhost' IDENTIFIED BY 'imagegram-master';
+GRANT ALL PRIVILEGES ON *.* TO 'imagegram_master'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'imagegram_master'@'localhost' WITH GRANT OPTION;
+SQL
 }
 
 moto_up() { curl -fs "http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/" >/dev/null; }

@@ -3,7 +3,8 @@
 //! built from fields.
 
 use imagegram::domain::PostStatus;
-use imagegram_tests::spawn_app_spec;
+use imagegram_tests::{master_pool, sdk_config, spawn_app_spec};
+use mysql_async::prelude::*;
 
 /// scripts/lib.sh creates this MariaDB user; its password holds every
 /// character that breaks a `mysql://user:password@host/db` URL.
@@ -50,4 +51,113 @@ async fn the_cursor_key_comes_from_its_secret() {
         .get(&format!("/posts?limit=2&cursor={cursor}"), "bob")
         .await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_rotated_password_is_read_again_from_the_secret_and_no_request_fails_twice() {
+    // A user of this test's own, as the secret names it.
+    let master = master_pool().await;
+    let mut root = master.get_conn().await.expect("the master user logs in");
+    let user = format!("rot_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let quoted = |p: &str| mysql_async::Value::from(p).as_sql(false);
+    root.query_drop(format!(
+        "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY {}",
+        quoted("before-rotation")
+    ))
+    .await
+    .unwrap();
+    root.query_drop(format!(
+        "GRANT ALL ON `imagegram%`.* TO '{user}'@'127.0.0.1'"
+    ))
+    .await
+    .unwrap();
+    let mut stack_name = String::new();
+    let app = spawn_app_spec(|s| {
+        s.database.user = user.clone();
+        s.database.password = "before-rotation".into();
+        stack_name = s.name.clone();
+    })
+    .await;
+    let post = app
+        .insert_post("alice", PostStatus::Published, 0)
+        .await
+        .to_string();
+    let r = app.comment(&post, "bob", "before").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // The rotation: the password changes in the database and in the secret
+    // (as Secrets Manager's rotation does), and the connections the
+    // functions hold are gone (a restart, a failover), so every new one
+    // logs in afresh.
+    root.query_drop(format!(
+        "ALTER USER '{user}'@'127.0.0.1' IDENTIFIED BY {}",
+        quoted("after-rotation")
+    ))
+    .await
+    .unwrap();
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let d = &app.database;
+    let value = serde_json::json!({
+        "username": user, "password": "after-rotation",
+        "host": d.host, "port": d.port, "dbname": d.name,
+    })
+    .to_string();
+    imagegram_local::bootstrap::secret(&sm, &format!("{stack_name}/database"), &value, false)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = root
+        .exec(
+            "SELECT id FROM information_schema.processlist WHERE user = ?",
+            (&user,),
+        )
+        .await
+        .unwrap();
+    for id in ids {
+        root.query_drop(format!("KILL {id}")).await.ok();
+    }
+
+    // Every request succeeds, or its one retry does: a connection killed
+    // under a pooled handle may cost one 503, a refused password none.
+    let mut first_answers = Vec::new();
+    for i in 0..20 {
+        let mut r = app.comment(&post, "bob", &format!("after {i}")).await;
+        first_answers.push(r.status);
+        if r.status == 503 {
+            r = app
+                .comment(&post, "bob", &format!("after {i}, again"))
+                .await;
+        }
+        assert_eq!(r.status, 201, "request {i} failed twice: {}", r.body);
+    }
+    assert!(
+        first_answers.iter().filter(|s| **s == 503).count() <= 1,
+        "more than one request met the rotation: {first_answers:?}"
+    );
+    // The functions log in with the new password: the old one is refused.
+    let old = mysql_async::Pool::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(d.host.clone())
+            .tcp_port(d.port)
+            .user(Some(user.clone()))
+            .pass(Some("before-rotation"))
+            .prefer_socket(false),
+    );
+    assert!(
+        old.get_conn().await.is_err(),
+        "the old password still works"
+    );
+    let logged_in: Vec<u64> = root
+        .exec(
+            "SELECT id FROM information_schema.processlist WHERE user = ?",
+            (&user,),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !logged_in.is_empty(),
+        "the stack holds connections with the new password"
+    );
+    root.query_drop(format!("DROP USER '{user}'@'127.0.0.1'"))
+        .await
+        .ok();
 }

@@ -69,6 +69,19 @@ pub fn db_config(d: &Database) -> DbConfig {
     }
 }
 
+/// The server's master user (scripts/lib.sh creates it, as RDS has one):
+/// it may create users and grant what it has.
+pub async fn master_pool() -> mysql_async::Pool {
+    let d = database_named("mysql");
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(d.host)
+        .tcp_port(d.port)
+        .user(Some("imagegram_master"))
+        .pass(Some("imagegram-master"))
+        .prefer_socket(false);
+    mysql_async::Pool::new(opts)
+}
+
 /// A database of its own, created (not migrated).
 pub async fn create_database() -> Database {
     let base = base_database_url();
