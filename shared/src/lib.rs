@@ -22,6 +22,8 @@
 //!   ([`objects::ObjectStore`]) and the converter's (originals, converted
 //!   images).
 //! - [`queue`]: the converter's results capability on SQS.
+//! - [`schema`]: the deploy's database step (migrations, the application
+//!   user), a CloudFormation custom resource.
 //! - [`config`]: configuration read once from the environment.
 //! - [`secrets`]: the secrets capability (database credentials, cursor key)
 //!   and its Secrets Manager adapter.
@@ -52,6 +54,8 @@ pub mod pipeline;
 mod presign;
 #[cfg(feature = "sqs")]
 pub mod queue;
+#[cfg(feature = "migrator")]
+pub mod schema;
 pub mod secrets;
 #[cfg(feature = "db")]
 pub mod store;

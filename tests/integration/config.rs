@@ -161,3 +161,39 @@ async fn a_rotated_password_is_read_again_from_the_secret_and_no_request_fails_t
         .await
         .ok();
 }
+
+#[tokio::test]
+async fn tls_to_the_database_verifies_the_servers_certificate() {
+    // The functions' TLS settings (DATABASE_TLS=true, as in AWS) against the
+    // local server: MySQL offers TLS with a self-signed certificate, which
+    // neither the public roots nor the RDS authorities vouch for; MariaDB
+    // here offers no TLS. Either way no connection is made in the clear or
+    // with an unverified peer.
+    let d = imagegram_tests::create_database().await;
+    let mut cfg = imagegram_tests::db_config(&d);
+    cfg.tls = true;
+    let store = imagegram::store::MySqlStore::connect(&cfg, 1);
+    let err = store
+        .pool()
+        .get_conn()
+        .await
+        .expect_err("a connection to an unverified server");
+    let text = format!("{err:?}");
+    let probe = imagegram::store::MySqlStore::connect(&imagegram_tests::db_config(&d), 1);
+    let offers_tls: Option<(String, String)> = probe
+        .pool()
+        .get_conn()
+        .await
+        .unwrap()
+        .query_first("SHOW STATUS LIKE 'Ssl_server_not_after'")
+        .await
+        .unwrap();
+    if offers_tls.is_some_and(|(_, v)| !v.is_empty()) {
+        assert!(
+            text.contains("UnknownIssuer") || text.contains("certificate"),
+            "refused for another reason: {text}"
+        );
+    } else {
+        assert!(text.contains("NoClientSslFlagFromServer"), "{text}");
+    }
+}

@@ -63,6 +63,9 @@ pub async fn migrate(pool: &Pool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Amazon RDS's certificate authorities (`scripts/rds-ca` writes the file).
+pub const RDS_CA: &[u8] = include_bytes!("../../certs/rds-ca.pem");
+
 #[derive(Clone)]
 pub struct MySqlStore {
     /// Replaced (under the lock, briefly) when rotated credentials are read
@@ -105,13 +108,19 @@ impl MySqlStore {
             .tcp_port(db.port)
             .user(Some(db.user.clone()))
             .pass(Some(db.password.expose().to_owned()))
-            .db_name(Some(db.database.clone()))
+            // None: the server alone (the schema step creates the database).
+            .db_name((!db.database.is_empty()).then(|| db.database.clone()))
             // TCP always, as to RDS Proxy: no switch to the server's unix
             // socket when it is local (the tests' fault proxy sits on TCP).
             .prefer_socket(false)
-            // rustls, verified against the webpki roots (which RDS Proxy's
-            // ACM certificate chains to).
-            .ssl_opts(db.tls.then(SslOpts::default))
+            // rustls, verified against the public (webpki) roots, which RDS
+            // Proxy's ACM certificate chains to, and the RDS certificate
+            // authorities, which RDS and Aurora endpoints' certificates
+            // chain to: the proxy and the direct connection alike.
+            .ssl_opts(
+                db.tls
+                    .then(|| SslOpts::default().with_root_certs(vec![RDS_CA.into()])),
+            )
             // No COM_RESET_CONNECTION when a connection goes back to the
             // pool: it would cost a round trip per request and drop the
             // prepared statements, so every query would be prepared anew.
@@ -849,6 +858,21 @@ mod tests {
             state: "40001".into(),
         })
         .into()
+    }
+
+    #[test]
+    fn every_rds_certificate_authority_is_a_usable_root() {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let mut roots = rustls::RootCertStore::empty();
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(RDS_CA) {
+            roots
+                .add(cert.expect("a PEM certificate"))
+                .expect("a trust anchor");
+            n += 1;
+        }
+        // Three kinds (RSA2048, RSA4096, ECC384) for each region.
+        assert!(n >= 60, "only {n} certificates");
     }
 
     #[test]
