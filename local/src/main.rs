@@ -132,6 +132,9 @@ async fn serve() -> Result<(), BoxError> {
             user: var("IMAGEGRAM_DB_USER", "imagegram"),
             password: var("IMAGEGRAM_DB_PASSWORD", "imagegram"),
             name: var("IMAGEGRAM_DB_NAME", "imagegram"),
+            // scripts/lib.sh makes this user, as RDS makes its master.
+            master_user: var("IMAGEGRAM_DB_MASTER_USER", "imagegram_master"),
+            master_password: var("IMAGEGRAM_DB_MASTER_PASSWORD", "imagegram-master"),
         },
         template: TemplateSource::Path(imagegram_local::template::default_path()),
         env,

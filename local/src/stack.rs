@@ -15,7 +15,8 @@ use imagegram::config::{ApiConfig, ConverterConfig, Env, FinalizerConfig, Sweepe
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer, Sweeper};
 use imagegram::queue::SqsQueue;
-use imagegram::store::{MySqlStore, migrate};
+use imagegram::schema::{self, SchemaConfig};
+use imagegram::store::MySqlStore;
 
 use crate::bootstrap::{self, Queues};
 use crate::guard::{Guard, Recorder, guarded_http_client};
@@ -28,6 +29,9 @@ pub const FUNCTIONS: &[&str] = &[
     "ConverterFunction",
     "FinalizerFunction",
     "SweeperFunction",
+    // The deploy's schema step (CloudFormation's custom resource in AWS):
+    // the stack runs it once as it starts, before anything uses the database.
+    "SchemaFunction",
 ];
 
 /// moto's account.
@@ -38,9 +42,15 @@ pub const ACCOUNT: &str = "123456789012";
 pub struct Database {
     pub host: String,
     pub port: u16,
+    /// The functions' user (the template's DatabaseAppSecret); the schema
+    /// step creates it if missing, with rows-only privileges.
     pub user: String,
     pub password: String,
     pub name: String,
+    /// The master user (the template's DatabaseSecretArn): only the schema
+    /// step logs in with it.
+    pub master_user: String,
+    pub master_password: String,
 }
 
 /// What differs between one local stack and another.
@@ -93,6 +103,10 @@ pub struct Running {
     pub cors: crate::cors::Cors,
     /// The pollers, once started.
     pub pipeline: Option<Arc<Pipeline<MySqlStore>>>,
+    /// The schema function's Secrets Manager client, held to its policy, to
+    /// run the step again as CloudFormation would (its variables are in
+    /// `function_env`).
+    pub schema_secrets: aws_sdk_secretsmanager::Client,
     /// The sweeper the schedule runs, once started (a test may run it too).
     pub sweeper: Option<Arc<Sweeper<MySqlStore, S3Objects, SqsQueue>>>,
 }
@@ -144,6 +158,8 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
     let text = spec.template.text()?;
     let queues = again(|| bootstrap::queues(&admin_sqs, &spec.name, spec.visibility_secs)).await?;
     let db = &spec.database;
+    // The application user's secret, as the template generates it, and the
+    // master's, as RDS manages it (with where the server is).
     let (db_name, db_value) = (
         format!("{}/database", spec.name),
         serde_json::json!({
@@ -153,16 +169,27 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
         .to_string(),
     );
     let db_secret = again(|| bootstrap::secret(&admin_secrets, &db_name, &db_value, false)).await?;
+    let (master_name, master_value) = (
+        format!("{}/master", spec.name),
+        serde_json::json!({
+            "username": db.master_user, "password": db.master_password,
+            "host": db.host, "port": db.port,
+        })
+        .to_string(),
+    );
+    let master_secret =
+        again(|| bootstrap::secret(&admin_secrets, &master_name, &master_value, false)).await?;
     let (key_name, key_value) = (format!("{}/cursor-key", spec.name), random_key());
     let cursor_secret =
         again(|| bootstrap::secret(&admin_secrets, &key_name, &key_value, true)).await?;
     let mut stack = Stack::new(&spec.name, ACCOUNT, &region)
         .resource("ImagesBucket", Physical::bucket(&spec.bucket))
         .resource("CursorSecret", Physical::secret(&cursor_secret))
+        .resource("DatabaseAppSecret", Physical::secret(&db_secret))
         // No CloudFront locally: images are served by presigned GETs, and
         // the API's policy is the one the template gives it without a CDN.
         .parameter("EnableCdn", "false")
-        .parameter("DatabaseSecretArn", &db_secret)
+        .parameter("DatabaseSecretArn", &master_secret)
         .parameter("DatabaseHost", &db.host)
         .parameter("DatabaseName", &db.name);
     for id in [
@@ -195,9 +222,12 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
     }
     let env = |i: usize| &function_env[i].1;
 
+    // The schema step first, as the template orders it: the database, its
+    // migrations, the functions' user.
+    let step = again(|| SchemaConfig::load(env(4), &clients[4].secrets)).await?;
+    schema::apply(&step).await?;
     let api = again(|| ApiConfig::load(env(0), &clients[0].secrets)).await?;
     let app = App::from_config(&api, clients[0].s3.clone(), sdk.credentials_provider());
-    migrate(&app.store.pool()).await?;
     let converter = Converter::from_config(
         &ConverterConfig::load(env(1))?,
         clients[1].s3.clone(),
@@ -219,6 +249,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
             queues,
             recorder,
             function_env,
+            schema_secrets: clients[4].secrets.clone(),
             cors: crate::cors::Cors::from_template(&template)?,
             pipeline: None,
             sweeper: None,

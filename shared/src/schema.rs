@@ -202,3 +202,24 @@ pub async fn handle(
     }
     response
 }
+
+/// PUTs `response` to the request's ResponseURL (a presigned S3 URL), as
+/// CloudFormation waits for. An answer that cannot be delivered is an
+/// error: the invocation fails and Lambda retries it, where CloudFormation
+/// would otherwise wait an hour.
+pub async fn deliver(
+    http: &reqwest::Client,
+    request: &Request,
+    response: &Response,
+) -> Result<(), Error> {
+    let body = serde_json::to_vec(response).map_err(Error::internal)?;
+    http.put(&request.response_url)
+        // The presigned URL signs no content type: send none.
+        .header("content-type", "")
+        .body(body)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| Error::unavailable("cloudformation response", e))?;
+    Ok(())
+}

@@ -53,6 +53,9 @@ fn database_named(name: &str) -> Database {
         user: user.to_owned(),
         password: password.to_owned(),
         name: name.to_owned(),
+        // scripts/lib.sh makes this user, as RDS makes its master.
+        master_user: "imagegram_master".to_owned(),
+        master_password: "imagegram-master".to_owned(),
     }
 }
 
@@ -76,8 +79,8 @@ pub async fn master_pool() -> mysql_async::Pool {
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(d.host)
         .tcp_port(d.port)
-        .user(Some("imagegram_master"))
-        .pass(Some("imagegram-master"))
+        .user(Some(d.master_user))
+        .pass(Some(d.master_password))
         .prefer_socket(false);
     mysql_async::Pool::new(opts)
 }
@@ -235,6 +238,10 @@ pub struct TestApp {
     pub sweeper: Arc<Sweeper<MySqlStore, S3Objects, imagegram::queue::SqsQueue>>,
     /// The database directly (never through a fault proxy), to look.
     pub direct_db: mysql_async::Pool,
+    /// The schema function's variables and its Secrets Manager client (held
+    /// to its policy), to run the deploy's step as CloudFormation would.
+    pub schema_env: imagegram::config::Env,
+    pub schema_secrets: aws_sdk_secretsmanager::Client,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -290,6 +297,14 @@ pub async fn spawn_app_with(custom: impl FnOnce(&mut Spec), sdk: aws_config::Sdk
         pipeline: running.pipeline.expect("started"),
         sweeper: running.sweeper.expect("started"),
         direct_db,
+        schema_env: running
+            .function_env
+            .iter()
+            .find(|(f, _)| f == "SchemaFunction")
+            .expect("the schema function's variables")
+            .1
+            .clone(),
+        schema_secrets: running.schema_secrets,
     }
 }
 

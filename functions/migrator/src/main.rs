@@ -25,17 +25,9 @@ async fn main() -> Result<(), Error> {
             let request = event.payload;
             let answer =
                 schema::handle(&request, async || SchemaConfig::load(&env, &secrets).await).await;
-            // An answer that cannot be delivered fails the invocation:
-            // Lambda retries it, and CloudFormation would otherwise wait
-            // an hour for it.
-            http.put(&request.response_url)
-                // A presigned PUT signs no content type: send none.
-                .header("content-type", "")
-                .body(serde_json::to_vec(&answer)?)
-                .send()
-                .await?
-                .error_for_status()?;
-            Ok::<_, Error>(())
+            schema::deliver(&http, &request, &answer).await?;
+            // Also the invocation's result: what `sam local invoke` prints.
+            Ok::<_, Error>(answer)
         }
     }))
     .await
