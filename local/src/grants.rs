@@ -63,16 +63,15 @@ fn list(v: &Value) -> Vec<Value> {
     }
 }
 
+/// The statements of a function's code: its role's `calls` policy.
 fn statements<'a>(doc: &'a Value, function: &str) -> Vec<(usize, &'a Vec<Value>)> {
-    let mut out = Vec::new();
-    if let Some(policies) = doc["Resources"][function]["Properties"]["Policies"].as_sequence() {
-        for (i, p) in policies.iter().enumerate() {
-            if let Some(ss) = p["Statement"].as_sequence() {
-                out.push((i, ss));
-            }
-        }
-    }
-    out
+    let Ok((role, i)) = crate::template::calls_policy(doc, function) else {
+        return Vec::new();
+    };
+    doc["Resources"][role.as_str()]["Properties"]["Policies"][i]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .map(|ss| vec![(i, ss)])
+        .unwrap_or_default()
 }
 
 /// Every allow grant of every function.
@@ -121,8 +120,9 @@ pub fn grants(text: &str) -> Result<Vec<Grant>, BoxError> {
 /// resources).
 pub fn without(text: &str, grant: &Grant) -> Result<String, BoxError> {
     let mut doc: Value = serde_norway::from_str(text)?;
-    let ss = doc["Resources"][grant.function.as_str()]["Properties"]["Policies"][grant.policy]
-        ["Statement"]
+    let (role, _) = crate::template::calls_policy(&doc, &grant.function)?;
+    let ss = doc["Resources"][role.as_str()]["Properties"]["Policies"][grant.policy]
+        ["PolicyDocument"]["Statement"]
         .as_sequence_mut()
         .ok_or_else(|| format!("{}: no such statement list", grant.id()))?;
     if grant.statement >= ss.len() {
@@ -179,14 +179,20 @@ Resources:
   Fn:
     Type: AWS::Serverless::Function
     Properties:
+      Role: !GetAtt FnRole.Arn
+  FnRole:
+    Type: AWS::IAM::Role
+    Properties:
       Policies:
-        - Statement:
-            - Effect: Allow
-              Action: [s3:GetObject, s3:PutObject]
-              Resource: [!Sub "${B.Arn}/a/*", !Sub "${B.Arn}/b/*"]
-            - Effect: Allow
-              Action: s3:ListBucket
-              Resource: !GetAtt B.Arn
+        - PolicyName: calls
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [s3:GetObject, s3:PutObject]
+                Resource: [!Sub "${B.Arn}/a/*", !Sub "${B.Arn}/b/*"]
+              - Effect: Allow
+                Action: s3:ListBucket
+                Resource: !GetAtt B.Arn
 "#;
 
     fn policy(text: &str) -> crate::iam::Policy {

@@ -248,40 +248,29 @@ impl Template {
         Ok(&r["Properties"])
     }
 
-    /// The IAM policy of a function: every statement of its `Policies`,
-    /// resolved for this stack. Only inline statements are understood; a
-    /// SAM policy template or managed policy name is an error, so that what
-    /// a role may do is always spelled out in the template itself.
+    /// The IAM policy of a function's code: every statement of the `calls`
+    /// policy of its role (`Role: !GetAtt XRole.Arn`), resolved for this
+    /// stack. Only inline statements are understood; a managed policy is
+    /// an error, so that what a role may do is always spelled out in the
+    /// template itself. The role's `lambda-service` policy (logs, event
+    /// source polling, network interfaces) is the Lambda service's, not the
+    /// code's: the guard never grants it.
     pub fn function_policy(&self, function: &str) -> Result<Policy, BoxError> {
-        let policies = &self.properties(function)?["Policies"];
-        let mut statements = Vec::new();
-        if policies.is_null() {
-            return Ok(Policy::new(Vec::new()));
+        let (role, index) = calls_policy(&self.doc, function)?;
+        let role_props = self.properties(&role)?;
+        if !role_props["ManagedPolicyArns"].is_null() {
+            return Err(
+                format!("{role}: managed policies are not supported; spell the grant out").into(),
+            );
         }
-        let resolved = self.resolve(policies)?;
-        let Resolved::List(items) = resolved else {
-            return Err(format!("{function}: Policies is not a list").into());
+        let list = &role_props["Policies"][index]["PolicyDocument"]["Statement"];
+        let Resolved::List(ss) = self.resolve(list)? else {
+            return Err(format!("{role}: the calls policy's Statement is not a list").into());
         };
-        for item in items {
-            match item {
-                Resolved::NoValue => {}
-                Resolved::Map(m) if m.contains_key("Statement") => {
-                    let Resolved::List(ss) = &m["Statement"] else {
-                        return Err(format!("{function}: Statement is not a list").into());
-                    };
-                    for s in ss {
-                        if *s != Resolved::NoValue {
-                            statements.push(crate::iam::Statement::from_resolved(s)?);
-                        }
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "{function}: only inline `Statement` policies are supported, not {other:?}; \
-                         spell the grant out in template.yaml"
-                    )
-                    .into());
-                }
+        let mut statements = Vec::new();
+        for s in &ss {
+            if *s != Resolved::NoValue {
+                statements.push(crate::iam::Statement::from_resolved(s)?);
             }
         }
         Ok(Policy::new(statements))
@@ -569,25 +558,46 @@ Conditions:
 Resources:
   Fn:
     Properties:
+      Role: !GetAtt FnRole.Arn
+  FnRole:
+    Properties:
       Policies:
-        - Statement:
-            - Effect: Allow
-              Action: [s3:GetObject]
-              Resource: !Sub "${Bucket.Arn}/converted/*"
-            - !If
-              - HasCdn
-              - !Ref AWS::NoValue
+        - PolicyName: calls
+          PolicyDocument:
+            Statement:
               - Effect: Allow
-                Action: s3:ListBucket
-                Resource: !GetAtt Bucket.Arn
-            - Effect: Allow
-              Action: sqs:SendMessage
-              Resource: !Sub "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${Queue.QueueName}"
+                Action: [s3:GetObject]
+                Resource: !Sub "${Bucket.Arn}/converted/*"
+              - !If
+                - HasCdn
+                - !Ref AWS::NoValue
+                - Effect: Allow
+                  Action: s3:ListBucket
+                  Resource: !GetAtt Bucket.Arn
+              - Effect: Allow
+                Action: sqs:SendMessage
+                Resource: !Sub "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${Queue.QueueName}"
+        - PolicyName: lambda-service
+          PolicyDocument:
+            Statement:
+              - Effect: Allow
+                Action: [sqs:ReceiveMessage]
+                Resource: "*"
   Sam:
     Properties:
       Policies:
         - SQSSendMessagePolicy:
             QueueName: x
+  Managed:
+    Properties:
+      Role: !GetAtt ManagedRole.Arn
+  ManagedRole:
+    Properties:
+      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]
+      Policies:
+        - PolicyName: calls
+          PolicyDocument:
+            Statement: []
 "#;
 
     fn stack() -> Stack {
@@ -617,6 +627,12 @@ Resources:
             "arn:aws:sqs:us-east-1:123456789012:qq",
             &[]
         ));
+        // The Lambda service's policy is not the code's.
+        assert!(!p.allows(
+            "sqs:ReceiveMessage",
+            "arn:aws:sqs:us-east-1:123456789012:qq",
+            &[]
+        ));
     }
 
     #[test]
@@ -627,10 +643,12 @@ Resources:
     }
 
     #[test]
-    fn sam_policy_templates_are_refused_rather_than_guessed() {
+    fn sam_policies_and_managed_policies_are_refused_rather_than_guessed() {
         let t = Template::parse(DOC, stack()).unwrap();
         let e = t.function_policy("Sam").unwrap_err().to_string();
-        assert!(e.contains("inline"), "{e}");
+        assert!(e.contains("Role"), "{e}");
+        let e = t.function_policy("Managed").unwrap_err().to_string();
+        assert!(e.contains("managed"), "{e}");
     }
 
     #[test]
@@ -638,4 +656,35 @@ Resources:
         let t = Template::parse(DOC, Stack::new("s", "1", "r")).unwrap();
         assert!(t.function_policy("Fn").is_err());
     }
+}
+
+/// The role of `function` and the index, in that role's `Policies`, of the
+/// policy named `calls`: the statements of the function's code.
+pub fn calls_policy(doc: &Value, function: &str) -> Result<(String, usize), BoxError> {
+    let role = &doc["Resources"][function]["Properties"]["Role"];
+    let target = match role {
+        Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().map(str::to_owned),
+        Value::Mapping(m) => m
+            .get("Fn::GetAtt")
+            .and_then(|v| v.as_sequence())
+            .and_then(|p| p.first())
+            .and_then(|v| v.as_str())
+            .map(|id| format!("{id}.Arn")),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!("{function}: Role is not `!GetAtt <Role>.Arn` of a role of the template's")
+    })?;
+    let id = target
+        .strip_suffix(".Arn")
+        .ok_or_else(|| format!("{function}: Role is not a role's Arn"))?
+        .to_owned();
+    let index = doc["Resources"][id.as_str()]["Properties"]["Policies"]
+        .as_sequence()
+        .and_then(|ps| {
+            ps.iter()
+                .position(|p| p["PolicyName"].as_str() == Some("calls"))
+        })
+        .ok_or_else(|| format!("{id}: no policy named `calls`"))?;
+    Ok((id, index))
 }

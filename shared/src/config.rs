@@ -153,6 +153,24 @@ pub async fn aws_sdk_from(loader: aws_config::ConfigLoader) -> aws_config::SdkCo
         .await
 }
 
+/// The API's own budget for one S3 call, retries included: a hung object
+/// store is a 503 (with `Retry-After`) within 3 s, as a hung database is
+/// within its 2 s (`DB_TIMEOUT_MS`). In AWS each such request holds a
+/// function for that long, so this bounds the concurrency an outage takes
+/// (README, "Throttles and concurrency"). The pipeline keeps
+/// [`aws_sdk_from`]'s longer ones: it streams originals and has no client
+/// waiting.
+pub fn api_s3_timeouts() -> aws_config::timeout::TimeoutConfig {
+    use std::time::Duration;
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_millis(1400))
+        // Two attempts (the standard retry) of at most 1.4 s each.
+        .operation_attempt_timeout(Duration::from_millis(1400))
+        .operation_timeout(Duration::from_millis(2800))
+        .build()
+}
+
 /// Where the database is and how to log in: built from fields, so a password
 /// with `#?/@%` in it is just a password.
 #[derive(Clone, Debug)]
@@ -204,8 +222,8 @@ impl DbConfig {
     /// `DATABASE_SECRET_ARN` names a Secrets Manager secret holding JSON
     /// with `username` and `password` (and, as RDS writes them, `host`,
     /// `port`, `dbname`); `DATABASE_HOST`, `DATABASE_PORT` and
-    /// `DATABASE_NAME` override those (the template points the host at RDS
-    /// Proxy). `DATABASE_TLS` defaults to true.
+    /// `DATABASE_NAME` override those (the template sets the host and the
+    /// name). `DATABASE_TLS` defaults to true.
     pub async fn load<R>(env: &Env, secrets: &R) -> Result<Self, Error>
     where
         R: SecretReader + Clone + Send + 'static,

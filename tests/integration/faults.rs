@@ -107,6 +107,60 @@ async fn an_unreachable_object_store_is_503_and_conversions_recover() {
 }
 
 #[tokio::test]
+async fn a_hung_object_store_answers_503_with_retry_after_within_3_s() {
+    let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
+    let app = spawn_app_with(
+        |_| {},
+        sdk_config_for(&format!("http://{}", proxy.addr)).await,
+    )
+    .await;
+    // Connections accepted, bytes never answered: S3 hung, not down.
+    proxy.set(Fault::Blackhole);
+    let body = serde_json::json!({ "caption": "", "content_type": "image/png", "size_bytes": 10 });
+    let mut slowest = Duration::ZERO;
+    for i in 0..3 {
+        let started = Instant::now();
+        let r = app
+            .call(
+                "POST",
+                "/posts",
+                Some(&format!("user{i}")),
+                Some(&body.to_string()),
+            )
+            .await;
+        let took = started.elapsed();
+        slowest = slowest.max(took);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (503, "unavailable"),
+            "{}",
+            r.body
+        );
+        assert!(r.headers.contains_key("retry-after"));
+        let deps = app.get("/health/dependencies", "alice").await;
+        assert_eq!(deps.status, 503);
+    }
+    println!("hung object store: POST /posts answered 503 in at most {slowest:?}");
+    // The SDK's operation timeout (2.8 s) ends each; the rest is the
+    // gateway and the database, with room for a loaded machine.
+    assert!(
+        slowest < Duration::from_secs(3) + Duration::from_millis(1500),
+        "{slowest:?}"
+    );
+    // Nothing was created: no post row without its upload.
+    proxy.set(Fault::Pass);
+    let rows: Option<u64> = app
+        .direct_db
+        .get_conn()
+        .await
+        .unwrap()
+        .query_first("SELECT COUNT(*) FROM posts")
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(0));
+}
+
+#[tokio::test]
 async fn a_complete_whose_answer_is_lost_finds_the_upload_done() {
     let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
     let app = spawn_app_with(

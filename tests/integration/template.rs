@@ -271,3 +271,86 @@ fn the_openapi_document_declares_exactly_the_routes() {
         assert_eq!(public, PUBLIC_ROUTES.contains(route), "{route}");
     }
 }
+
+/// Known difference: what the Lambda service itself does with a function's
+/// role (writes its log lines, polls its event sources, makes its network
+/// interfaces) is not emulated, so the local guard never checks those
+/// grants. They are pinned here instead: each role's `lambda-service`
+/// policy holds exactly what its function's configuration needs, on its own
+/// resources (the ENI actions on "*", which AWS requires), and no role has
+/// a managed policy.
+#[test]
+fn each_roles_lambda_service_grants_are_exactly_what_its_configuration_needs() {
+    let t = template();
+    let r = resolved(&[]);
+    let sub = |v: &Value| {
+        r.resolve(v)
+            .unwrap()
+            .strings()
+            .unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    };
+    for function in functions() {
+        let props = &t["Resources"][function.as_str()]["Properties"];
+        let (role, _) =
+            imagegram_local::template::calls_policy(&t, &function).expect("a role of its own");
+        let role_props = &t["Resources"][role.as_str()]["Properties"];
+        assert!(
+            role_props["ManagedPolicyArns"].is_null(),
+            "{role}: managed policies"
+        );
+        let policies = role_props["Policies"].as_sequence().unwrap();
+        let names: Vec<&str> = policies
+            .iter()
+            .map(|p| p["PolicyName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["calls", "lambda-service"], "{role}");
+        let mut got: Vec<(String, Vec<String>)> = policies[1]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert_eq!(s["Effect"].as_str(), Some("Allow"));
+                let actions = match &s["Action"] {
+                    Value::Sequence(a) => {
+                        a.iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+                    }
+                    a => vec![a.as_str().unwrap().to_owned()],
+                };
+                (actions.join(","), sub(&s["Resource"]))
+            })
+            .collect();
+        let mut want = vec![(
+            "logs:CreateLogStream,logs:PutLogEvents".to_owned(),
+            sub(&props["LoggingConfig"]["LogGroup"])
+                .iter()
+                // The group's own ARN (placeholders here: `<Group.Arn>`).
+                .map(|g| format!("{}.Arn>", g.trim_end_matches('>')))
+                .collect::<Vec<_>>(),
+        )];
+        let queues: Vec<String> = props["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e["Type"].as_str() == Some("SQS"))
+            .flat_map(|(_, e)| sub(&e["Properties"]["Queue"]))
+            .collect();
+        if !queues.is_empty() {
+            want.push((
+                "sqs:ReceiveMessage,sqs:DeleteMessage,sqs:GetQueueAttributes,sqs:ChangeMessageVisibility"
+                    .to_owned(),
+                queues,
+            ));
+        }
+        if !props["VpcConfig"].is_null() {
+            want.push((
+                "ec2:CreateNetworkInterface,ec2:DescribeNetworkInterfaces,ec2:DescribeSubnets,\
+                 ec2:DeleteNetworkInterface,ec2:AssignPrivateIpAddresses,ec2:UnassignPrivateIpAddresses"
+                    .to_owned(),
+                vec!["*".to_owned()],
+            ));
+        }
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{role}'s lambda-service policy");
+    }
+}

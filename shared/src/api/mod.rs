@@ -453,7 +453,14 @@ impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
         App {
             store: crate::store::MySqlStore::connect(&cfg.db, cfg.db_pool_max),
             objects: crate::objects::S3Objects::new(
-                s3,
+                // The client as built (interceptors, HTTP client), with the
+                // API's shorter budget.
+                aws_sdk_s3::Client::from_conf(
+                    s3.config()
+                        .to_builder()
+                        .timeout_config(crate::config::api_s3_timeouts())
+                        .build(),
+                ),
                 cfg.bucket.clone(),
                 cfg.image_base_url.clone(),
                 std::time::Duration::from_secs(cfg.presign_ttl_secs),

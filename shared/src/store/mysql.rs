@@ -110,7 +110,7 @@ impl MySqlStore {
             .pass(Some(db.password.expose().to_owned()))
             // None: the server alone (the schema step creates the database).
             .db_name((!db.database.is_empty()).then(|| db.database.clone()))
-            // TCP always, as to RDS Proxy: no switch to the server's unix
+            // TCP always, as in AWS: no switch to the server's unix
             // socket when it is local (the tests' fault proxy sits on TCP).
             .prefer_socket(false)
             // rustls, verified against the public (webpki) roots, which RDS
@@ -128,11 +128,17 @@ impl MySqlStore {
             // commit or rollback).
             //
             // Idle connections stay open for five minutes (a warm Lambda
-            // container reuses them; RDS Proxy multiplexes them). With the
-            // default TTL of zero and a minimum of zero, mysql_async closes
-            // every connection as it comes back: profiling found a new
-            // connection (TCP, then the unix-socket switch, then auth) for
-            // every query, ~1.3 ms each.
+            // container reuses them). With the default TTL of zero and a
+            // minimum of zero, mysql_async closes every connection as it
+            // comes back: profiling found a new connection (TCP, then the
+            // unix-socket switch, then auth) for every query, ~1.3 ms each.
+            //
+            // One connection per container is one server connection, with
+            // or without RDS Proxy: `exec` uses server-side prepared
+            // statements, which pin a proxy session to its backend
+            // connection (AWS documents this for the binary and the text
+            // protocol alike). So the server sees at most the functions'
+            // concurrency in connections (README, "Database connections").
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(constraints)
