@@ -409,6 +409,55 @@ impl TestApp {
         .await
     }
 
+    /// A comment as a well-behaved client makes one under load: with an
+    /// `Idempotency-Key`, and retried as `Retry-After` says after a 503 (the
+    /// database's budget ran out while others held the post's lock) or a
+    /// 409 (the first attempt still in progress), up to 20 times. So a test
+    /// of concurrency counts what the contract promises (nothing
+    /// acknowledged lost, nothing created twice), not how fast this machine
+    /// is at the moment.
+    pub async fn comment_as_client(&self, post: &str, user: &str, content: &str) -> Reply {
+        let key = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::json!({ "content": content }).to_string();
+        let path = format!("/posts/{post}/comments");
+        for _ in 0..20 {
+            let resp = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .timeout(Duration::from_secs(30))
+                .bearer_auth(token(user))
+                .header("content-type", "application/json")
+                .header("idempotency-key", &key)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("gateway answers");
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+            check_against_spec("POST", &path, status, &body);
+            if status == 503
+                || status == 409
+                    && body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("in progress"))
+            {
+                let wait: u64 = headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(1);
+                tokio::time::sleep(Duration::from_secs(wait.min(5))).await;
+                continue;
+            }
+            return Reply {
+                status,
+                body,
+                headers,
+            };
+        }
+        panic!("{path}: still refused after 20 tries");
+    }
+
     /// A post written straight into the database, as the finalizer would
     /// leave it; `comment_count` is set without comment rows, for feed-order
     /// tests.
