@@ -35,6 +35,10 @@ export DATABASE_URL=${DATABASE_URL:-mysql://imagegram:imagegram@127.0.0.1:$IMAGE
 export IMAGEGRAM_DEV_JWT_SECRET=${IMAGEGRAM_DEV_JWT_SECRET:-imagegram-local-dev-secret}
 export CURSOR_SECRET=${CURSOR_SECRET:-imagegram-local-cursor-secret}
 
+# A failing test prints its assertion and values, not a backtrace tail
+# (IMAGEGRAM_BACKTRACE=1 brings them back).
+export RUST_BACKTRACE=${IMAGEGRAM_BACKTRACE:-0}
+
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 
@@ -237,8 +241,12 @@ api_up() { curl -fs "http://$IMAGEGRAM_API_ADDR/health" >/dev/null; }
 # another set would rebuild every dependency (~8 min here).
 release_build() {
   log "building (release)"
+  # Every function too, so `scripts/sam-local --release` finds them all;
+  # imagegram-local enables every feature they use, so they change nothing
+  # in the unified set.
   cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
-    -p imagegram-local -p imagegram-api -p imagegram-bench -p imagegram-cli
+    -p imagegram-local -p imagegram-api -p imagegram-bench -p imagegram-cli \
+    -p imagegram-converter -p imagegram-finalizer -p imagegram-sweeper -p imagegram-migrator
 }
 
 # `export K=V` lines of one function's variables, from the running stack.

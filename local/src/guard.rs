@@ -47,6 +47,10 @@ pub struct Call {
     pub resource: String,
     /// Indexes of the statements that allowed it; empty when refused.
     pub allowed_by: Vec<usize>,
+    /// Who ran the stack (a test's name): scripts/check-grants reruns only
+    /// the tests whose calls a grant allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// Every call checked so far, shared by the guards of one stack; with a log
@@ -56,6 +60,7 @@ pub struct Call {
 pub struct Recorder {
     calls: Arc<Mutex<Vec<Call>>>,
     log: Option<Arc<std::path::PathBuf>>,
+    by: Option<Arc<str>>,
 }
 
 impl Recorder {
@@ -63,14 +68,22 @@ impl Recorder {
         Recorder {
             calls: Arc::default(),
             log: log.map(Arc::new),
+            by: None,
         }
+    }
+
+    /// Each call logged as made by `by` (a test's name).
+    pub fn by(mut self, by: Option<String>) -> Self {
+        self.by = by.map(Into::into);
+        self
     }
 
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().expect("recorder lock").clone()
     }
 
-    fn record(&self, call: Call) {
+    fn record(&self, mut call: Call) {
+        call.by = self.by.as_deref().map(str::to_owned);
         if let Some(path) = self.log.as_deref() {
             use std::io::Write;
             if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -282,27 +295,40 @@ impl Intercept for Guard {
             Some(t) => (t.action.to_owned(), t.resource.clone()),
             None => (format!("{service}:{operation}"), "?".to_owned()),
         };
-        // A read of a key also asks whether the caller may list the bucket
-        // (S3 answers a missing key 404 or 403 by it): the statements that
-        // allow that are used by this call too.
-        let listing = target
-            .as_ref()
-            .and_then(|t| t.bucket_arn.as_deref())
-            .map(|b| self.policy.decide("s3:ListBucket", b, &[]));
-        let mut allowed_by = match &decision {
+        let allowed_by = match &decision {
             Decision::Allowed(by) => by.clone(),
             _ => Vec::new(),
         };
-        if let (false, Some(Decision::Allowed(by))) = (allowed_by.is_empty(), &listing) {
-            allowed_by.extend(by);
-        }
         self.recorder.record(Call {
             function: self.function.clone(),
             operation: operation.clone(),
             action: action.clone(),
             resource: resource.clone(),
             allowed_by,
+            by: None,
         });
+        // A read of a key also asks whether the caller may list the bucket:
+        // S3 answers a missing key 404 with that permission and 403 without
+        // it. Recorded as a call of its own, so a role without the grant
+        // shows as a refusal (and the grant's use as a use).
+        let listing = target
+            .as_ref()
+            .and_then(|t| t.bucket_arn.as_deref())
+            .map(|b| (b, self.policy.decide("s3:ListBucket", b, &[])));
+        if let (Decision::Allowed(_), Some((bucket, listed))) = (&decision, &listing) {
+            let allowed_by = match listed {
+                Decision::Allowed(by) => by.clone(),
+                _ => Vec::new(),
+            };
+            self.recorder.record(Call {
+                function: self.function.clone(),
+                operation: format!("{operation} (404 or 403 for a missing key)"),
+                action: "s3:ListBucket".to_owned(),
+                resource: (*bucket).to_owned(),
+                allowed_by,
+                by: None,
+            });
+        }
         let message = match (&target, &decision) {
             (_, Decision::Allowed(_)) => None,
             (None, _) => Some(format!(
@@ -329,7 +355,7 @@ impl Intercept for Guard {
             request.headers_mut().insert(DENIED, ascii(&message));
             return Ok(());
         }
-        if listing.is_some_and(|d| !matches!(d, Decision::Allowed(_))) {
+        if listing.is_some_and(|(_, d)| !matches!(d, Decision::Allowed(_))) {
             request.headers_mut().insert(HIDE_MISSING, "1");
         }
         Ok(())

@@ -141,6 +141,7 @@ async fn serve() -> Result<(), BoxError> {
         visibility_secs: 60,
         poll_wait: Duration::from_secs(10),
         iam_log: process.optional("IMAGEGRAM_IAM_LOG").map(Into::into),
+        iam_by: None,
     };
     let sdk = imagegram::config::aws_sdk().await;
     let running = stack::build(spec, &sdk).await?.run_pipeline();

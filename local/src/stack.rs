@@ -74,6 +74,8 @@ pub struct Spec {
     /// Where the IAM guard appends each call as a JSON line, for
     /// `imagegram-local iam-report`.
     pub iam_log: Option<PathBuf>,
+    /// Who runs this stack (a test's name), written with each logged call.
+    pub iam_by: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -206,7 +208,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
     bootstrap::bucket(&admin_s3, &spec.bucket, &template).await?;
     bootstrap::notifications(&admin_s3, &spec.bucket, &queues.conversion.arn).await?;
 
-    let recorder = Recorder::new(spec.iam_log.clone());
+    let recorder = Recorder::new(spec.iam_log.clone()).by(spec.iam_by.clone());
     let mut function_env = Vec::new();
     let mut clients = Vec::new();
     for function in FUNCTIONS {

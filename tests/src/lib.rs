@@ -186,6 +186,8 @@ pub async fn build_stack_with(
         visibility_secs: 1,
         poll_wait: Duration::from_secs(1),
         iam_log: None,
+        // The test's own name: libtest runs each test on a thread so named.
+        iam_by: std::thread::current().name().map(str::to_owned),
     };
     custom(&mut spec);
     // Calls of stacks run from the checked-in template go to the run's IAM
