@@ -13,7 +13,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use imagegram::api::{self, App, PUBLIC_ROUTES, ROUTES};
+use imagegram::api::{self, App, ROUTES, Route};
 use imagegram::objects::ObjectStore;
 use imagegram::store::Store;
 use serde_json::{Value, json};
@@ -189,7 +189,7 @@ impl<S: Store, O: ObjectStore> Gateway<S, O> {
                 "no such route",
             )));
         };
-        let claims = if PUBLIC_ROUTES.contains(&route.key) {
+        let claims = if Route::parse(route.key).is_some_and(Route::is_public) {
             None
         } else {
             let header = parts

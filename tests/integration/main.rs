@@ -15,6 +15,7 @@ mod identity;
 mod metrics;
 mod pipeline;
 mod posts;
+mod routes;
 mod schema;
 mod sweeper;
 mod template;
