@@ -25,7 +25,7 @@ pub enum Error {
     /// 413 `too_large`: declared or actual image size over the limit.
     #[error("{0}")]
     TooLarge(String),
-    /// 415 `unsupported_media_type`: not image/png, image/jpeg or image/bmp.
+    /// 415 `unsupported_media_type`: not one of `ImageFormat::ALL`'s types.
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// 422 `idempotency_key_reused`: the caller used this `Idempotency-Key`

@@ -9,6 +9,7 @@ mod events;
 mod explain;
 mod faults;
 mod feed;
+mod formats;
 mod iam;
 mod idempotency;
 mod identity;

@@ -34,7 +34,7 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
             .take(MAX_IMAGE_BYTES + 1)
             .read_to_end(&mut head)
             .map_err(truncated)?;
-        return fallback::stage(&head, image::ImageFormat::Bmp, limits);
+        return fallback::stage_bmp(&head, limits);
     };
     let (w, h) = (plain.width, plain.height);
     check_size("BMP", w.into(), h.into(), 4, limits)?;

@@ -1,4 +1,5 @@
-//! The whole-image path, for encodings the streaming decoders leave out:
+//! The whole-image path, for the BMP encodings the streaming decoder leaves
+//! out (RLE, bit fields, palettes):
 //! the `image` crate decodes everything, then rows go through the same
 //! shrinker. The limits are checked first, on the header (the crate's
 //! `into_decoder` path does not check `max_alloc` itself).
@@ -8,16 +9,13 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use super::rows::{Layout, Shrinker, to_rgb};
-use super::{Limits, Rejection, Staged, check_decoded, corrupt, format_name};
+use super::{Limits, Rejection, Staged, check_decoded, corrupt};
+use crate::domain::ImageFormat;
 
-pub(super) fn stage(
-    bytes: &[u8],
-    format: image::ImageFormat,
-    limits: &Limits,
-) -> Result<Staged, Rejection> {
-    let name = format_name(format);
+pub(super) fn stage_bmp(bytes: &[u8], limits: &Limits) -> Result<Staged, Rejection> {
+    let name = ImageFormat::Bmp.name();
     let bad = |e: image::ImageError| corrupt(name, e);
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Bmp)
         .into_decoder()
         .map_err(bad)?;
     let (w, h) = decoder.dimensions();

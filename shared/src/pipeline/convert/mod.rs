@@ -32,6 +32,7 @@ mod rows;
 use std::io::{BufRead, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::domain::ImageFormat;
 use fast_image_resize as fir;
 use image::metadata::Orientation;
 
@@ -74,21 +75,21 @@ fn reject(s: impl Into<String>) -> Rejection {
 
 /// The format, from the bytes alone: the name and the declared type are the
 /// client's word, not the file's.
-pub fn sniff(bytes: &[u8]) -> Result<image::ImageFormat, Rejection> {
-    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
-    match bytes {
-        [0xFF, 0xD8, 0xFF, ..] => Ok(image::ImageFormat::Jpeg),
-        b if b.starts_with(PNG) => Ok(image::ImageFormat::Png),
-        [b'B', b'M', ..] => Ok(image::ImageFormat::Bmp),
-        b if b.starts_with(b"GIF8") => Err(reject(
-            "GIF images are not supported; upload a PNG, JPEG or BMP",
-        )),
-        b if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" => Err(reject(
-            "WebP images are not supported; upload a PNG, JPEG or BMP",
-        )),
-        [] => Err(reject("the upload is empty")),
-        _ => Err(reject("the upload is not a PNG, JPEG or BMP image")),
+pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, Rejection> {
+    if let Some(f) = ImageFormat::sniff(bytes) {
+        return Ok(f);
     }
+    let accepted = ImageFormat::names();
+    Err(match bytes {
+        b if b.starts_with(b"GIF8") => {
+            reject(format!("GIF images are not supported; upload a {accepted}"))
+        }
+        b if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" => reject(format!(
+            "WebP images are not supported; upload a {accepted}"
+        )),
+        [] => reject("the upload is empty"),
+        _ => reject(format!("the upload is not a {accepted} image")),
+    })
 }
 
 /// A converted image, and what it was made from.
@@ -117,13 +118,13 @@ pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Conve
         .read_to_end(&mut head)
         .map_err(|e| reject(format!("read failed ({e})")))?;
     let format = sniff(&head)?;
-    let name = format_name(format);
+    let name = format.name();
     // The sniffed bytes go back in front of the rest.
     let input = std::io::Cursor::new(head).chain(input);
     let staged = catch_unwind(AssertUnwindSafe(|| match format {
-        image::ImageFormat::Jpeg => jpeg::stage(input, limits),
-        image::ImageFormat::Png => png::stage(input, limits),
-        _ => bmp::stage(input, limits),
+        ImageFormat::Jpeg => jpeg::stage(input, limits),
+        ImageFormat::Png => png::stage(input, limits),
+        ImageFormat::Bmp => bmp::stage(input, limits),
     }))
     .map_err(|panic| corrupt(name, panic_message(&*panic)))??;
     let pixels = u64::from(staged.source.0) * u64::from(staged.source.1);
@@ -283,14 +284,6 @@ fn skip<R: Read>(input: &mut R, n: u64) -> std::io::Result<()> {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     Ok(())
-}
-
-fn format_name(f: image::ImageFormat) -> &'static str {
-    match f {
-        image::ImageFormat::Png => "PNG",
-        image::ImageFormat::Jpeg => "JPEG",
-        _ => "BMP",
-    }
 }
 
 #[cfg(test)]
