@@ -105,14 +105,16 @@ async fn a_rotated_password_is_read_again_from_the_secret_and_no_request_fails_t
     imagegram_local::bootstrap::secret(&sm, &format!("{stack_name}/database"), &value, false)
         .await
         .unwrap();
-    let ids: Vec<u64> = root
-        .exec(
+    // The user's connections, as the server lists them.
+    let sessions = async |root: &mut mysql_async::Conn| -> Vec<u64> {
+        root.exec(
             "SELECT id FROM information_schema.processlist WHERE user = ?",
             (&user,),
         )
         .await
-        .unwrap();
-    for id in ids {
+        .unwrap()
+    };
+    for id in sessions(&mut root).await {
         root.query_drop(format!("KILL {id}")).await.ok();
     }
 
@@ -146,15 +148,8 @@ async fn a_rotated_password_is_read_again_from_the_secret_and_no_request_fails_t
         old.get_conn().await.is_err(),
         "the old password still works"
     );
-    let logged_in: Vec<u64> = root
-        .exec(
-            "SELECT id FROM information_schema.processlist WHERE user = ?",
-            (&user,),
-        )
-        .await
-        .unwrap();
     assert!(
-        !logged_in.is_empty(),
+        !sessions(&mut root).await.is_empty(),
         "the stack holds connections with the new password"
     );
     root.query_drop(format!("DROP USER '{user}'@'127.0.0.1'"))

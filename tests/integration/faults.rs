@@ -31,6 +31,15 @@ async fn behind_db_proxy(proxy: &FaultProxy, timeout_ms: u32) -> TestApp {
     .await
 }
 
+/// A stack whose functions reach S3 and SQS (moto) through `proxy`.
+async fn behind_s3_proxy(proxy: &FaultProxy) -> TestApp {
+    spawn_app_with(
+        |_| {},
+        sdk_config_for(&format!("http://{}", proxy.addr)).await,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_hung_database_answers_503_in_time_and_loses_no_acknowledged_comment() {
     let proxy = FaultProxy::start(db_target()).await;
@@ -57,11 +66,7 @@ async fn a_hung_database_answers_503_in_time_and_loses_no_acknowledged_comment()
 #[tokio::test]
 async fn an_unreachable_object_store_is_503_and_conversions_recover() {
     let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
-    let app = spawn_app_with(
-        |_| {},
-        sdk_config_for(&format!("http://{}", proxy.addr)).await,
-    )
-    .await;
+    let app = behind_s3_proxy(&proxy).await;
     let bytes = encode_rgb(&bands(64, 64, &[[200, 1, 1]]), image::ImageFormat::Png);
     let created = app.create_post("alice", "image/png", bytes.len()).await;
     let id = created["post"]["id"].as_str().unwrap().to_owned();
@@ -109,11 +114,7 @@ async fn an_unreachable_object_store_is_503_and_conversions_recover() {
 #[tokio::test]
 async fn a_hung_object_store_answers_503_with_retry_after_within_3_s() {
     let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
-    let app = spawn_app_with(
-        |_| {},
-        sdk_config_for(&format!("http://{}", proxy.addr)).await,
-    )
-    .await;
+    let app = behind_s3_proxy(&proxy).await;
     // Connections accepted, bytes never answered: S3 hung, not down.
     proxy.set(Fault::Blackhole);
     let body = serde_json::json!({ "caption": "", "content_type": "image/png", "size_bytes": 10 });
@@ -163,11 +164,7 @@ async fn a_hung_object_store_answers_503_with_retry_after_within_3_s() {
 #[tokio::test]
 async fn a_complete_whose_answer_is_lost_finds_the_upload_done() {
     let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
-    let app = spawn_app_with(
-        |_| {},
-        sdk_config_for(&format!("http://{}", proxy.addr)).await,
-    )
-    .await;
+    let app = behind_s3_proxy(&proxy).await;
     let bytes = encode_rgb(&bands(64, 64, &[[1, 200, 1]]), image::ImageFormat::Png);
     let created = app.create_post("alice", "image/png", bytes.len()).await;
     let id = created["post"]["id"].as_str().unwrap().to_owned();
@@ -198,11 +195,7 @@ async fn a_complete_whose_answer_is_lost_finds_the_upload_done() {
 #[tokio::test]
 async fn a_complete_that_cannot_tell_rolls_back_and_its_retry_goes_on() {
     let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
-    let app = spawn_app_with(
-        |_| {},
-        sdk_config_for(&format!("http://{}", proxy.addr)).await,
-    )
-    .await;
+    let app = behind_s3_proxy(&proxy).await;
     let bytes = encode_rgb(&bands(64, 64, &[[1, 1, 200]]), image::ImageFormat::Png);
     let created = app.create_post("alice", "image/png", bytes.len()).await;
     let id = created["post"]["id"].as_str().unwrap().to_owned();
@@ -226,11 +219,7 @@ async fn a_complete_that_cannot_tell_rolls_back_and_its_retry_goes_on() {
 #[tokio::test]
 async fn a_converter_killed_mid_conversion_publishes_exactly_once() {
     let proxy = FaultProxy::start(imagegram_tests::moto_addr()).await;
-    let app = spawn_app_with(
-        |_| {},
-        sdk_config_for(&format!("http://{}", proxy.addr)).await,
-    )
-    .await;
+    let app = behind_s3_proxy(&proxy).await;
     let bytes = noise_png(1600, 1200);
     let created = app.create_post("alice", "image/png", bytes.len()).await;
     let id = created["post"]["id"].as_str().unwrap().to_owned();
