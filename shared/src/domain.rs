@@ -291,6 +291,30 @@ impl PostStatus {
     }
 }
 
+/// A part of a multipart upload, as S3 numbers them: 1 to 10000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartNumber(u32);
+
+impl PartNumber {
+    /// S3's most parts per upload.
+    pub const MAX: u32 = 10_000;
+
+    pub fn parse(n: u32) -> Result<Self, Error> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(PartNumber(n))
+        } else {
+            Err(Error::InvalidRequest(format!(
+                "part_number {n} is out of range 1..={}",
+                Self::MAX
+            )))
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
 /// The image formats we accept, declared by content type at `POST /posts`
 /// and decided again from the bytes by the converter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

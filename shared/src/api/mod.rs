@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::cursor::CursorCodec;
 use crate::domain::{
-    Caption, CommentId, CommentText, IdempotencyKey, ImageFormat, ImageSize, Limit, PostId, UserId,
+    Caption, CommentId, CommentText, IdempotencyKey, ImageFormat, ImageSize, Limit, PartNumber,
+    PostId, UserId,
 };
 use crate::objects::ObjectStore;
 use crate::store::Claim;
@@ -167,7 +168,12 @@ async fn dispatch<S: Store, O: ObjectStore>(
             }
             let post = post_id(req)?;
             let input: Input = body(req)?;
-            let urls = uploads::fresh_urls(app, &caller, post, input.part_numbers).await?;
+            let numbers = input
+                .part_numbers
+                .into_iter()
+                .map(PartNumber::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            let urls = uploads::fresh_urls(app, &caller, post, numbers).await?;
             json(StatusCode::OK, &urls)
         }
         Route::CompleteUpload => {
@@ -191,13 +197,7 @@ async fn dispatch<S: Store, O: ObjectStore>(
                     .parts
                     .map(|ps| {
                         ps.into_iter()
-                            .map(|p| match p.part_number {
-                                // S3's part numbers: 1 to 10000.
-                                1..=10_000 => Ok((p.part_number, p.etag)),
-                                n => Err(Error::InvalidRequest(format!(
-                                    "part_number {n} is out of range 1..=10000"
-                                ))),
-                            })
+                            .map(|p| PartNumber::parse(p.part_number).map(|n| (n.get(), p.etag)))
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .transpose()?

@@ -9,8 +9,8 @@ use super::App;
 use super::ops::views;
 use crate::Error;
 use crate::domain::{
-    Caption, IdempotencyKey, ImageFormat, ImageSize, MAX_IMAGE_BYTES, Post, PostId, PostStatus,
-    UserId, rfc3339,
+    Caption, IdempotencyKey, ImageFormat, ImageSize, MAX_IMAGE_BYTES, PartNumber, Post, PostId,
+    PostStatus, UserId, rfc3339,
 };
 use crate::objects::{ObjectStore, UploadedPart};
 use crate::store::{NewPost, PostRecord, Store};
@@ -164,8 +164,10 @@ pub async fn fresh_urls<S: Store, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
-    mut part_numbers: Vec<u32>,
+    part_numbers: Vec<PartNumber>,
 ) -> Result<FreshUrls, Error> {
+    // 1..=10000 (S3's range) is the type's; within this upload's count here.
+    let mut part_numbers: Vec<u32> = part_numbers.into_iter().map(PartNumber::get).collect();
     let (post, upload_id) = open_upload(app, caller, id).await?;
     let count = part_count(post.size_bytes, post.part_size);
     if part_numbers.is_empty() {
