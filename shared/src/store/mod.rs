@@ -175,7 +175,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Claims `key` for a request whose route, path and body hash to
-    /// `hash`; see [`Claim`]. Keys last 24 hours.
+    /// `hash`; see [`Claim`]. Keys last [`mysql::KEY_RETENTION_HOURS`].
     fn claim_key(
         &self,
         caller: &UserId,
@@ -191,7 +191,7 @@ pub trait Store: Send + Sync + 'static {
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Removes up to `limit` keys older than 24 hours; how many went.
+    /// Removes up to `limit` keys past [`mysql::KEY_RETENTION_HOURS`]; how many went.
     fn purge_keys(&self, limit: u32) -> impl Future<Output = Result<u64, Error>> + Send;
 
     /// Posts still awaiting an upload whose deadline has passed, oldest

@@ -407,6 +407,10 @@ fn comment_from_row(row: Row) -> Result<CommentRecord, Error> {
     })
 }
 
+/// How long an idempotency key is kept (the contract: at least 24 hours):
+/// past it, the key may be used again and the sweeper removes it.
+pub const KEY_RETENTION_HOURS: u32 = 24;
+
 /// How long a key may stay "in progress" before a retry may take it over:
 /// the first request's function ended (Lambda's timeout is 10 s) without
 /// recording an answer.
@@ -668,9 +672,14 @@ impl Store for MySqlStore {
             let row: Option<Row> = conn
                 .exec_first(
                     "SELECT request_hash, status, response, DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s.%f'), \
-                     created_at < NOW(3) - INTERVAL 24 HOUR, created_at < NOW(3) - INTERVAL ? SECOND \
+                     created_at < NOW(3) - INTERVAL ? HOUR, created_at < NOW(3) - INTERVAL ? SECOND \
                      FROM idempotency_keys WHERE caller = ? AND idem_key = ?",
-                    (ABANDONED_AFTER_SECS, caller.as_str(), key.as_str()),
+                    (
+                        KEY_RETENTION_HOURS,
+                        ABANDONED_AFTER_SECS,
+                        caller.as_str(),
+                        key.as_str(),
+                    ),
                 )
                 .await?;
             let Some((stored, status, response, created, expired, abandoned)) = row else {
@@ -720,9 +729,9 @@ impl Store for MySqlStore {
         self.within(async {
             let mut conn = self.conn().await?;
             conn.exec_drop(
-                "DELETE FROM idempotency_keys WHERE created_at < NOW(3) - INTERVAL 24 HOUR \
+                "DELETE FROM idempotency_keys WHERE created_at < NOW(3) - INTERVAL ? HOUR \
                  ORDER BY created_at LIMIT ?",
-                (limit,),
+                (KEY_RETENTION_HOURS, limit),
             )
             .await?;
             Ok(conn.affected_rows())
