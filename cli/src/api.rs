@@ -113,9 +113,7 @@ impl Api {
 }
 
 fn is_in_progress(v: &Value) -> bool {
-    v["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("Idempotency-Key"))
+    v["error"]["reason"] == "in_progress"
 }
 
 /// Exponential backoff with full jitter (0.5 s, 1 s, 2 s, ... at most

@@ -19,9 +19,14 @@ pub enum Error {
     /// 404 `not_found`: no such thing, or one the caller may not see yet.
     #[error("{0}")]
     NotFound(&'static str),
-    /// 409 `conflict`: the post is in the wrong state for this action.
+    /// 409 `conflict`, reason `wrong_state`: the post is in the wrong state
+    /// for this action (its upload completed, aborted or expired).
     #[error("{0}")]
     Conflict(String),
+    /// 409 `conflict`, reason `in_progress`: the first request with this
+    /// `Idempotency-Key` is still running; retry shortly.
+    #[error("a request with this Idempotency-Key is still in progress; retry it shortly")]
+    KeyInProgress,
     /// 413 `too_large`: declared or actual image size over the limit.
     #[error("{0}")]
     TooLarge(String),
@@ -65,7 +70,7 @@ impl Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::KeyInProgress => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -81,13 +86,32 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::KeyInProgress => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::TooManyRequests { .. } => "too_many_requests",
             Error::Unavailable { .. } => "unavailable",
             Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Which of a code's meanings, where one code has several: a client
+    /// reads this, never the message's words (`error.reason`).
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Error::Conflict(_) => Some("wrong_state"),
+            Error::KeyInProgress => Some("in_progress"),
+            Error::InvalidRequest(_)
+            | Error::Unauthorized
+            | Error::Forbidden(_)
+            | Error::NotFound(_)
+            | Error::TooLarge(_)
+            | Error::UnsupportedMediaType(_)
+            | Error::IdempotencyKeyReused
+            | Error::TooManyRequests { .. }
+            | Error::Unavailable { .. }
+            | Error::Internal(_) => None,
         }
     }
 

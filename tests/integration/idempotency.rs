@@ -88,7 +88,10 @@ async fn sixteen_identical_requests_at_once_create_one_comment() {
     // first was still running; never a second comment.
     for (status, body, _) in &answers {
         assert!(
-            *status == 201 || (*status == 409 && body["error"]["code"] == "conflict"),
+            *status == 201
+                || (*status == 409
+                    && body["error"]["code"] == "conflict"
+                    && body["error"]["reason"] == "in_progress"),
             "{status} {body}"
         );
     }

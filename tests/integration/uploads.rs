@@ -502,6 +502,7 @@ async fn an_expired_upload_answers_409_with_its_deadline() {
     ] {
         let r = app.call(m, &p, Some("alice"), b).await;
         assert_eq!((r.status, r.error_code()), (409, "conflict"), "{m} {p}");
+        assert_eq!(r.body["error"]["reason"], "wrong_state", "{m} {p}");
         let msg = r.body["error"]["message"].as_str().unwrap();
         assert!(msg.contains("expired"), "{msg}");
     }

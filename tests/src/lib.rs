@@ -438,12 +438,7 @@ impl TestApp {
             let headers = resp.headers().clone();
             let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
             check_against_spec("POST", &path, status, &body);
-            if status == 503
-                || status == 409
-                    && body["error"]["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("in progress"))
-            {
+            if status == 503 || status == 409 && body["error"]["reason"] == "in_progress" {
                 let wait: u64 = headers
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok()?.parse().ok())

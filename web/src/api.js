@@ -68,7 +68,7 @@ export class Api {
       }
       if (resp.ok) return value;
       const retryAfter = Number(resp.headers.get("Retry-After")) || null;
-      const inProgress = resp.status === 409 && idempotencyKey && /Idempotency-Key/.test(value?.error?.message ?? "");
+      const inProgress = resp.status === 409 && idempotencyKey && value?.error?.reason === "in_progress";
       if ((resp.status >= 502 && resp.status <= 504) || inProgress) {
         if (attempt < attempts) {
           await sleep(backoff(attempt, retryAfter));

@@ -298,11 +298,7 @@ async fn idempotent<S: Store, O: ObjectStore>(
             return Ok(resp);
         }
         Claim::Mismatch => return Err(Error::IdempotencyKeyReused),
-        Claim::InProgress => {
-            return Err(Error::Conflict(
-                "a request with this Idempotency-Key is still in progress; retry it shortly".into(),
-            ));
-        }
+        Claim::InProgress => return Err(Error::KeyInProgress),
     }
     let result = create(Some(&key)).await;
     if result.is_err()
@@ -421,7 +417,11 @@ fn empty(status: StatusCode) -> Response<Body> {
 /// `{"error": {"code", "message"}}` with the error's status, and
 /// `Retry-After` on the answers that invite a retry (429, 503).
 pub fn error_response(e: &Error) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "code": e.code(), "message": e.public_message() } });
+    let mut body =
+        serde_json::json!({ "error": { "code": e.code(), "message": e.public_message() } });
+    if let Some(reason) = e.reason() {
+        body["error"]["reason"] = reason.into();
+    }
     let mut resp = Response::new(Body::Text(body.to_string()));
     *resp.status_mut() = e.status();
     resp.headers_mut().insert(
