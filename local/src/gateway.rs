@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use imagegram::api::{self, App, ROUTES, Route};
 use imagegram::objects::ObjectStore;
-use imagegram::store::Store;
+use imagegram::store::Posts;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -77,7 +77,7 @@ pub struct Gateway<S, O> {
     cors: crate::cors::Cors,
 }
 
-impl<S: Store, O: ObjectStore> Gateway<S, O> {
+impl<S: Posts, O: ObjectStore> Gateway<S, O> {
     pub fn new(app: App<S, O>, auth: DevAuthorizer) -> Self {
         Gateway {
             app,

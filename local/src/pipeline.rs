@@ -8,7 +8,7 @@ use std::time::Duration;
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer};
 use imagegram::queue::SqsQueue;
-use imagegram::store::Store;
+use imagegram::store::Outcomes;
 
 use crate::bootstrap::Queues;
 use crate::poller;
@@ -42,7 +42,7 @@ pub struct Pipeline<S> {
     running: Mutex<Vec<(Function, tokio::task::JoinHandle<()>)>>,
 }
 
-impl<S: Store> Pipeline<S> {
+impl<S: Outcomes> Pipeline<S> {
     pub fn new(
         sqs: aws_sdk_sqs::Client,
         region: String,

@@ -16,7 +16,7 @@
 //! - [`domain`]: typed values (`PostId`, `Caption`, `CommentText`, ...) that
 //!   can only be built by parsing, so everything past the handler is valid.
 //! - [`cursor`]: opaque, signed pagination cursors.
-//! - [`store`]: the database capability ([`store::Store`]) and its MySQL
+//! - [`store`]: the database capability ([`store::Posts`], [`store::Outcomes`], [`store::Sweeps`]) and its MySQL
 //!   adapter; all SQL lives in [`store::mysql`]. Schema: `shared/migrations`.
 //! - [`objects`]: the S3 adapter: the API's object-store capability
 //!   ([`objects::ObjectStore`]) and the converter's (originals, converted

@@ -190,7 +190,7 @@ async fn every_finalizer_event_file_runs_through_the_finalizer() {
     use imagegram::domain::PostStatus;
     use imagegram::pipeline::Finalizer;
     use imagegram::pipeline::finalizer::GAVE_UP;
-    use imagegram::store::Store;
+    use imagegram::store::Posts;
     let (_url, store) = fresh_database().await;
     let post = PostId::parse(POST).unwrap();
     let mut conn = store.pool().get_conn().await.unwrap();

@@ -25,8 +25,7 @@ use crate::domain::{
     PostId, UserId,
 };
 use crate::objects::ObjectStore;
-use crate::store::Claim;
-use crate::store::Store;
+use crate::store::Posts;
 
 /// `openapi.yaml`, the contract as an OpenAPI 3.0 document, as JSON (made
 /// by build.rs).
@@ -62,7 +61,7 @@ impl Default for Limits {
 }
 
 /// Serves one API Gateway request. Never fails: every error is a response.
-pub async fn handle<S: Store, O: ObjectStore>(app: &App<S, O>, req: Request) -> Response<Body> {
+pub async fn handle<S: Posts, O: ObjectStore>(app: &App<S, O>, req: Request) -> Response<Body> {
     let route = route_key(&req).unwrap_or_default();
     let started = std::time::Instant::now();
     // Every line of the request carries API Gateway's request id (the one
@@ -94,7 +93,7 @@ pub async fn handle<S: Store, O: ObjectStore>(app: &App<S, O>, req: Request) -> 
     resp
 }
 
-async fn dispatch<S: Store, O: ObjectStore>(
+async fn dispatch<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     route: &str,
     req: &Request,
@@ -262,16 +261,14 @@ async fn dispatch<S: Store, O: ObjectStore>(
 /// (and creates nothing); another request with the key is a 422; a repeat
 /// while the first still runs is a 409. A request that fails gives its key
 /// back, so its retry runs again.
-async fn idempotent<S: Store, O: ObjectStore>(
+async fn idempotent<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     req: &Request,
     key: Option<IdempotencyKey>,
     create: impl AsyncFnOnce(Option<&IdempotencyKey>) -> Result<Response<Body>, Error>,
 ) -> Result<Response<Body>, Error> {
-    let Some(key) = key else {
-        return create(None).await;
-    };
+    // What makes two requests "the same": route, path and body.
     let hash: [u8; 32] = {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -282,9 +279,9 @@ async fn idempotent<S: Store, O: ObjectStore>(
         h.update(req.body().as_ref());
         h.finalize().into()
     };
-    match app.store.claim_key(caller, &key, &hash).await? {
-        Claim::New => {}
-        Claim::Replay { status, body } => {
+    match ops::idempotently(app, caller, key, &hash, create).await? {
+        ops::Created::New(resp) => Ok(resp),
+        ops::Created::Replayed { status, body } => {
             let mut resp = Response::new(Body::Text(body));
             *resp.status_mut() = StatusCode::from_u16(status).map_err(Error::internal)?;
             resp.headers_mut().insert(
@@ -295,19 +292,9 @@ async fn idempotent<S: Store, O: ObjectStore>(
                 "idempotent-replayed",
                 http::HeaderValue::from_static("true"),
             );
-            return Ok(resp);
+            Ok(resp)
         }
-        Claim::Mismatch => return Err(Error::IdempotencyKeyReused),
-        Claim::InProgress => return Err(Error::KeyInProgress),
     }
-    let result = create(Some(&key)).await;
-    if result.is_err()
-        && let Err(e) = app.store.release_key(caller, &key).await
-    {
-        // Taken over by a retry after a while instead.
-        tracing::warn!(error = %e, "idempotency key not released");
-    }
-    result
 }
 
 /// The request's `Idempotency-Key` header, if any.

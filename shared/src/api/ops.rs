@@ -10,7 +10,7 @@ use crate::domain::{
     PostId, PostStatus, UserId, rfc3339,
 };
 use crate::objects::ObjectStore;
-use crate::store::{AddComment, Answer, CommentRecord, DeleteComment, PostRecord, Store};
+use crate::store::{AddComment, Answer, Claim, CommentRecord, DeleteComment, PostRecord, Posts};
 
 #[derive(Debug, Serialize)]
 pub struct FeedPage {
@@ -26,12 +26,12 @@ pub struct CommentsPage {
 
 /// Whether the database and the bucket answer. Behind the authorizer: each
 /// call costs a round trip to both.
-pub async fn dependencies<S: Store, O: ObjectStore>(app: &App<S, O>) -> Result<(), Error> {
+pub async fn dependencies<S: Posts, O: ObjectStore>(app: &App<S, O>) -> Result<(), Error> {
     let (db, objects) = tokio::join!(app.store.ping(), app.objects.ping());
     db.and(objects)
 }
 
-pub async fn feed<S: Store, O: ObjectStore>(
+pub async fn feed<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     after: Option<FeedPosition>,
     limit: Limit,
@@ -49,7 +49,7 @@ pub async fn feed<S: Store, O: ObjectStore>(
     })
 }
 
-pub async fn get_post<S: Store, O: ObjectStore>(
+pub async fn get_post<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -59,7 +59,7 @@ pub async fn get_post<S: Store, O: ObjectStore>(
     Ok(posts.remove(0))
 }
 
-pub async fn add_comment<S: Store, O: ObjectStore>(
+pub async fn add_comment<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     post: PostId,
@@ -94,7 +94,7 @@ pub async fn add_comment<S: Store, O: ObjectStore>(
     }
 }
 
-pub async fn list_comments<S: Store, O: ObjectStore>(
+pub async fn list_comments<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     post: PostId,
@@ -118,7 +118,7 @@ pub async fn list_comments<S: Store, O: ObjectStore>(
     })
 }
 
-pub async fn delete_comment<S: Store, O: ObjectStore>(
+pub async fn delete_comment<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     post: PostId,
@@ -163,7 +163,7 @@ fn page<R: Clone>(mut rows: Vec<R>, limit: Limit) -> (Vec<R>, Option<R>) {
 /// The post, if the caller may see it: everyone sees published posts, the
 /// author sees theirs in any state. Others get the same 404 as for a post
 /// that does not exist, so unpublished posts do not leak.
-async fn visible_post<S: Store, O: ObjectStore>(
+async fn visible_post<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -176,7 +176,7 @@ async fn visible_post<S: Store, O: ObjectStore>(
 
 /// What clients see of stored posts: each with its newest comments (kept
 /// on the post) and its image URL.
-pub(super) async fn views<S: Store, O: ObjectStore>(
+pub(super) async fn views<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     rows: Vec<PostRecord>,
 ) -> Result<Vec<Post>, Error> {
@@ -209,4 +209,45 @@ fn comment_view(c: CommentRecord) -> Comment {
         author: c.author,
         content: c.content,
     }
+}
+
+/// A create's outcome under an idempotency key.
+pub enum Created<T> {
+    /// It ran now.
+    New(T),
+    /// An earlier request with the key ran it; its answer as stored.
+    Replayed { status: u16, body: String },
+}
+
+/// The idempotency protocol of the creates (the convention of Stripe and of
+/// draft-ietf-httpapi-idempotency-key-header): the first request with a key
+/// runs `create`, which stores its answer with what it created; a repeat of
+/// the same request (`request`, its hash) gets that answer and creates
+/// nothing; another request with the key is a 422; a repeat while the
+/// first still runs is a 409 (`in_progress`). A request that fails gives
+/// its key back, so its retry runs again. Without a key, `create` runs.
+pub async fn idempotently<S: Posts, O: ObjectStore, T>(
+    app: &App<S, O>,
+    caller: &UserId,
+    key: Option<IdempotencyKey>,
+    request: &[u8; 32],
+    create: impl AsyncFnOnce(Option<&IdempotencyKey>) -> Result<T, Error>,
+) -> Result<Created<T>, Error> {
+    let Some(key) = key else {
+        return create(None).await.map(Created::New);
+    };
+    match app.store.claim_key(caller, &key, request).await? {
+        Claim::New => {}
+        Claim::Replay { status, body } => return Ok(Created::Replayed { status, body }),
+        Claim::Mismatch => return Err(Error::IdempotencyKeyReused),
+        Claim::InProgress => return Err(Error::KeyInProgress),
+    }
+    let result = create(Some(&key)).await;
+    if result.is_err()
+        && let Err(e) = app.store.release_key(caller, &key).await
+    {
+        // Taken over by a retry after a while instead.
+        tracing::warn!(error = %e, "idempotency key not released");
+    }
+    result.map(Created::New)
 }

@@ -13,7 +13,7 @@ use crate::domain::{
     PostStatus, UserId, rfc3339,
 };
 use crate::objects::{ObjectStore, UploadedPart};
-use crate::store::{NewPost, PostRecord, Store};
+use crate::store::{NewPost, PostRecord, Posts};
 
 /// Every part but the last is this big: S3's minimum, so a dropped
 /// connection loses at most 5 MiB of a slow upload.
@@ -68,7 +68,7 @@ fn part_len(n: u32, size: u64, part_size: u64) -> u64 {
     part_size.min(size.saturating_sub(start))
 }
 
-pub async fn create_post<S: Store, O: ObjectStore>(
+pub async fn create_post<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     caption: Caption,
@@ -141,7 +141,7 @@ pub async fn create_post<S: Store, O: ObjectStore>(
     answer
 }
 
-pub async fn upload_state<S: Store, O: ObjectStore>(
+pub async fn upload_state<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -160,7 +160,7 @@ pub async fn upload_state<S: Store, O: ObjectStore>(
     })
 }
 
-pub async fn fresh_urls<S: Store, O: ObjectStore>(
+pub async fn fresh_urls<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -186,7 +186,7 @@ pub async fn fresh_urls<S: Store, O: ObjectStore>(
     Ok(FreshUrls { parts, expires_at })
 }
 
-pub async fn complete<S: Store, O: ObjectStore>(
+pub async fn complete<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -303,7 +303,7 @@ pub async fn complete<S: Store, O: ObjectStore>(
 
 /// A post whose upload S3 completed without this request knowing: on to
 /// `processing` (unless it moved on already), answered as it stands.
-async fn carry_on<S: Store, O: ObjectStore>(
+async fn carry_on<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     mut post: PostRecord,
 ) -> Result<Post, Error> {
@@ -324,7 +324,7 @@ async fn carry_on<S: Store, O: ObjectStore>(
     Ok(views(app, vec![post]).await?.remove(0))
 }
 
-pub async fn abort<S: Store, O: ObjectStore>(
+pub async fn abort<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -343,7 +343,7 @@ pub async fn abort<S: Store, O: ObjectStore>(
 }
 
 /// The post, if the caller is its author.
-async fn authors_post<S: Store, O: ObjectStore>(
+async fn authors_post<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -363,7 +363,7 @@ async fn authors_post<S: Store, O: ObjectStore>(
 
 /// The post and its open upload, if the caller is its author and it still
 /// awaits its upload.
-async fn open_upload<S: Store, O: ObjectStore>(
+async fn open_upload<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     caller: &UserId,
     id: PostId,
@@ -389,7 +389,7 @@ fn expired(post: &PostRecord) -> bool {
 
 /// URLs for these parts, each signed for its exact size, none outliving the
 /// upload's deadline.
-async fn presign<S: Store, O: ObjectStore>(
+async fn presign<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     post: &PostRecord,
     upload_id: &str,

@@ -6,7 +6,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use super::messages::{self, Body};
 use crate::Error;
 use crate::domain::{Outcome, PostId};
-use crate::store::Store;
+use crate::store::Outcomes;
 
 /// The reason a post gets when its conversion kept failing.
 pub const GAVE_UP: &str =
@@ -16,13 +16,13 @@ pub struct Finalizer<S> {
     pub store: S,
 }
 
-impl<S: Store> Finalizer<S> {
+impl<S: Outcomes> Finalizer<S> {
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         super::each_message(self, event).await
     }
 }
 
-impl<S: Store> super::Process for Finalizer<S> {
+impl<S: Outcomes> super::Process for Finalizer<S> {
     async fn process(&self, body: &str) -> Result<(), Error> {
         match messages::parse(body) {
             Body::Result(r) => {
@@ -62,7 +62,7 @@ impl<S: Store> super::Process for Finalizer<S> {
     }
 }
 
-impl<S: Store> Finalizer<S> {
+impl<S: Outcomes> Finalizer<S> {
     /// Whether the post moved (not: a repeat, or the post already ended or
     /// was deleted).
     async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {

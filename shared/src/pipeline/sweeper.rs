@@ -23,7 +23,7 @@ use super::ports::{Conversions, ConvertedImages, Originals};
 use crate::Error;
 use crate::domain::{Outcome, PostStatus};
 use crate::objects::ObjectStore;
-use crate::store::Store;
+use crate::store::Sweeps;
 
 pub use crate::config::SweepLimits;
 
@@ -85,7 +85,7 @@ pub struct Sweeper<S, O, C> {
 
 impl<S, O, C> Sweeper<S, O, C>
 where
-    S: Store,
+    S: Sweeps,
     O: ObjectStore + Originals + ConvertedImages,
     C: Conversions,
 {

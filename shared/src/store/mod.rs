@@ -1,5 +1,7 @@
-//! The database capability. [`Store`] is what the API operations and the
-//! finalizer need; [`mysql::MySqlStore`] implements it and holds all SQL.
+//! The database capability, as a port per consumer: [`Posts`] for the
+//! API's operations, [`Outcomes`] for the finalizer, [`Sweeps`] for the
+//! sweeper (with [`PostStates`], what the API and the sweeper share).
+//! [`mysql::MySqlStore`] implements them all and holds all SQL.
 
 pub mod mysql;
 
@@ -125,7 +127,39 @@ impl NewPost {
     }
 }
 
-pub trait Store: Send + Sync + 'static {
+/// What the finalizer needs: record how a conversion ended. The sweeper
+/// settles posts the same way.
+pub trait Outcomes: Send + Sync + 'static {
+    /// Records how a conversion ended, once: only a post still processing
+    /// (or awaiting its upload: a result proves the upload completed) moves,
+    /// so repeated or late results never flip a published post back.
+    fn finish(
+        &self,
+        post: PostId,
+        outcome: &Outcome,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// A post's state moved, or the post removed while its upload is still
+/// open: the API's upload routes and the sweeper both do.
+pub trait PostStates: Send + Sync + 'static {
+    /// Moves the post from `from` to `to`; false when it was not in `from`
+    /// (someone else moved it first).
+    fn transition(
+        &self,
+        post: PostId,
+        from: PostStatus,
+        to: PostStatus,
+        failure_reason: Option<&str>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Deletes a post still awaiting its upload; false if it was not.
+    fn delete_unpublished(&self, post: PostId) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// What the API's operations need: posts, the feed, comments, uploads,
+/// and the idempotency keys of the creates.
+pub trait Posts: PostStates {
     /// Round trip to the database, for `/health`.
     fn ping(&self) -> impl Future<Output = Result<(), Error>> + Send;
 
@@ -191,9 +225,16 @@ pub trait Store: Send + Sync + 'static {
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Removes up to `limit` keys past [`mysql::KEY_RETENTION_HOURS`]; how many went.
-    fn purge_keys(&self, limit: u32) -> impl Future<Output = Result<u64, Error>> + Send;
+    /// How many posts of `author` await their upload, and the oldest one's
+    /// upload deadline.
+    fn open_uploads(
+        &self,
+        author: &UserId,
+    ) -> impl Future<Output = Result<(u64, Option<OffsetDateTime>), Error>> + Send;
+}
 
+/// What the sweeper needs: what is stuck, and the ways to settle it.
+pub trait Sweeps: Outcomes + PostStates {
     /// Posts still awaiting an upload whose deadline has passed, oldest
     /// deadline first.
     fn expired_uploads(
@@ -212,32 +253,6 @@ pub trait Store: Send + Sync + 'static {
     /// clock); false if it is no longer processing.
     fn count_sweep(&self, post: PostId) -> impl Future<Output = Result<bool, Error>> + Send;
 
-    /// How many posts of `author` await their upload, and the oldest one's
-    /// upload deadline.
-    fn open_uploads(
-        &self,
-        author: &UserId,
-    ) -> impl Future<Output = Result<(u64, Option<OffsetDateTime>), Error>> + Send;
-
-    /// Moves the post from `from` to `to`; false when it was not in `from`
-    /// (someone else moved it first).
-    fn transition(
-        &self,
-        post: PostId,
-        from: PostStatus,
-        to: PostStatus,
-        failure_reason: Option<&str>,
-    ) -> impl Future<Output = Result<bool, Error>> + Send;
-
-    /// Deletes a post still awaiting its upload; false if it was not.
-    fn delete_unpublished(&self, post: PostId) -> impl Future<Output = Result<bool, Error>> + Send;
-
-    /// Records how a conversion ended, once: only a post still processing
-    /// (or awaiting its upload: a result proves the upload completed) moves,
-    /// so repeated or late results never flip a published post back.
-    fn finish(
-        &self,
-        post: PostId,
-        outcome: &Outcome,
-    ) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Removes up to `limit` keys past [`mysql::KEY_RETENTION_HOURS`]; how many went.
+    fn purge_keys(&self, limit: u32) -> impl Future<Output = Result<u64, Error>> + Send;
 }

@@ -8,7 +8,8 @@ use mysql_async::{
 };
 
 use super::{
-    AddComment, Answer, Claim, CommentRecord, DeleteComment, NewPost, Outcome, PostRecord, Store,
+    AddComment, Answer, Claim, CommentRecord, DeleteComment, NewPost, Outcome, Outcomes,
+    PostRecord, PostStates, Posts, Sweeps,
 };
 use crate::Error;
 use crate::config::DbConfig;
@@ -439,7 +440,66 @@ fn read_committed() -> TxOpts {
     opts
 }
 
-impl Store for MySqlStore {
+impl Outcomes for MySqlStore {
+    async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
+        self.within(async {
+            let (status, image_key, reason) = match outcome {
+                Outcome::Published { image_key } => {
+                    (PostStatus::Published, Some(image_key.as_str()), None)
+                }
+                Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
+            };
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                // From awaiting_upload too: a result means S3 holds the
+                // original, so the upload completed even if the `complete`
+                // request that did it lost its answer and rolled the post back.
+                "UPDATE posts SET status = ?, image_key = ?, failure_reason = ?, upload_id = NULL, \
+             updated_at = NOW(3) WHERE id = ? AND status IN ('processing', 'awaiting_upload')",
+                (status.as_str(), image_key, reason, post.as_bytes()),
+            )
+            .await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
+    }
+}
+
+impl PostStates for MySqlStore {
+    async fn transition(
+        &self,
+        post: PostId,
+        from: PostStatus,
+        to: PostStatus,
+        failure_reason: Option<&str>,
+    ) -> Result<bool, Error> {
+        self.within(async {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE posts SET status = ?, failure_reason = ?, updated_at = NOW(3) WHERE id = ? AND status = ?",
+            (to.as_str(), failure_reason, post.as_bytes(), from.as_str()),
+        )
+        .await?;
+        Ok(conn.affected_rows() == 1)
+    })
+        .await
+    }
+
+    async fn delete_unpublished(&self, post: PostId) -> Result<bool, Error> {
+        self.within(async {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'",
+                (post.as_bytes(),),
+            )
+            .await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
+    }
+}
+
+impl Posts for MySqlStore {
     async fn ping(&self) -> Result<(), Error> {
         self.within(async {
             let mut conn = self.conn().await?;
@@ -725,20 +785,20 @@ impl Store for MySqlStore {
         .await
     }
 
-    async fn purge_keys(&self, limit: u32) -> Result<u64, Error> {
+    async fn open_uploads(&self, author: &UserId) -> Result<(u64, Option<OffsetDateTime>), Error> {
         self.within(async {
             let mut conn = self.conn().await?;
-            conn.exec_drop(
-                "DELETE FROM idempotency_keys WHERE created_at < NOW(3) - INTERVAL ? HOUR \
-                 ORDER BY created_at LIMIT ?",
-                (KEY_RETENTION_HOURS, limit),
-            )
-            .await?;
-            Ok(conn.affected_rows())
+            let row: Option<(u64, Option<PrimitiveDateTime>)> = conn
+                .exec_first(sql::OPEN_UPLOADS, (author.as_str(),))
+                .await?;
+            let (count, oldest) = row.unwrap_or((0, None));
+            Ok((count, oldest.map(PrimitiveDateTime::assume_utc)))
         })
         .await
     }
+}
 
+impl Sweeps for MySqlStore {
     async fn expired_uploads(&self, limit: u32) -> Result<Vec<PostRecord>, Error> {
         self.within(async {
             let mut conn = self.conn().await?;
@@ -777,69 +837,16 @@ impl Store for MySqlStore {
         .await
     }
 
-    async fn open_uploads(&self, author: &UserId) -> Result<(u64, Option<OffsetDateTime>), Error> {
-        self.within(async {
-            let mut conn = self.conn().await?;
-            let row: Option<(u64, Option<PrimitiveDateTime>)> = conn
-                .exec_first(sql::OPEN_UPLOADS, (author.as_str(),))
-                .await?;
-            let (count, oldest) = row.unwrap_or((0, None));
-            Ok((count, oldest.map(PrimitiveDateTime::assume_utc)))
-        })
-        .await
-    }
-
-    async fn transition(
-        &self,
-        post: PostId,
-        from: PostStatus,
-        to: PostStatus,
-        failure_reason: Option<&str>,
-    ) -> Result<bool, Error> {
-        self.within(async {
-        let mut conn = self.conn().await?;
-        conn.exec_drop(
-            "UPDATE posts SET status = ?, failure_reason = ?, updated_at = NOW(3) WHERE id = ? AND status = ?",
-            (to.as_str(), failure_reason, post.as_bytes(), from.as_str()),
-        )
-        .await?;
-        Ok(conn.affected_rows() == 1)
-    })
-        .await
-    }
-
-    async fn delete_unpublished(&self, post: PostId) -> Result<bool, Error> {
+    async fn purge_keys(&self, limit: u32) -> Result<u64, Error> {
         self.within(async {
             let mut conn = self.conn().await?;
             conn.exec_drop(
-                "DELETE FROM posts WHERE id = ? AND status = 'awaiting_upload'",
-                (post.as_bytes(),),
+                "DELETE FROM idempotency_keys WHERE created_at < NOW(3) - INTERVAL ? HOUR \
+                 ORDER BY created_at LIMIT ?",
+                (KEY_RETENTION_HOURS, limit),
             )
             .await?;
-            Ok(conn.affected_rows() == 1)
-        })
-        .await
-    }
-
-    async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
-        self.within(async {
-            let (status, image_key, reason) = match outcome {
-                Outcome::Published { image_key } => {
-                    (PostStatus::Published, Some(image_key.as_str()), None)
-                }
-                Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
-            };
-            let mut conn = self.conn().await?;
-            conn.exec_drop(
-                // From awaiting_upload too: a result means S3 holds the
-                // original, so the upload completed even if the `complete`
-                // request that did it lost its answer and rolled the post back.
-                "UPDATE posts SET status = ?, image_key = ?, failure_reason = ?, upload_id = NULL, \
-             updated_at = NOW(3) WHERE id = ? AND status IN ('processing', 'awaiting_upload')",
-                (status.as_str(), image_key, reason, post.as_bytes()),
-            )
-            .await?;
-            Ok(conn.affected_rows() == 1)
+            Ok(conn.affected_rows())
         })
         .await
     }
