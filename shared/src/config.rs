@@ -157,7 +157,7 @@ pub async fn aws_sdk_from(loader: aws_config::ConfigLoader) -> aws_config::SdkCo
 /// store is a 503 (with `Retry-After`) within 3 s, as a hung database is
 /// within its 2 s (`DB_TIMEOUT_MS`). In AWS each such request holds a
 /// function for that long, so this bounds the concurrency an outage takes
-/// (README, "Throttles and concurrency"). The pipeline keeps
+/// (docs/DEPLOYING.md, "Throttles and concurrency"). The pipeline keeps
 /// [`aws_sdk_from`]'s longer ones: it streams originals and has no client
 /// waiting.
 pub fn api_s3_timeouts() -> aws_config::timeout::TimeoutConfig {

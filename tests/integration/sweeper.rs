@@ -1,5 +1,5 @@
 //! The sweeper settles every post the event-driven path left behind, in
-//! each state the README's table names.
+//! each state docs/OPERATIONS.md's table names.
 
 use imagegram::domain::{PostId, PostStatus};
 use imagegram::pipeline::sweeper::{NEVER_CONVERTED, ORIGINAL_MISSING};

@@ -139,7 +139,7 @@ impl MySqlStore {
             // statements, which pin a proxy session to its backend
             // connection (AWS documents this for the binary and the text
             // protocol alike). So the server sees at most the functions'
-            // concurrency in connections (README, "Database connections").
+            // concurrency in connections (docs/DEPLOYING.md, "Database connections").
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(constraints)
