@@ -169,6 +169,25 @@ pub fn iam_action(
                 context: Vec::new(),
                 bucket_arn: None,
             };
+            // S3 tells its operations apart by method and query, and so
+            // does IAM: a URL presigned as one operation and turned into
+            // another (objects.rs signs multipart requests that way) is
+            // checked as what it will do.
+            let query: Vec<(String, String)> = uri
+                .query()
+                .into_iter()
+                .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let has = |name: &str| query.iter().any(|(k, _)| k == name);
+            let operation = match (request.method(), has("uploadId"), has("uploads")) {
+                ("PUT", true, _) => "UploadPart",
+                ("GET", true, _) => "ListParts",
+                ("POST", true, _) => "CompleteMultipartUpload",
+                ("DELETE", true, _) => "AbortMultipartUpload",
+                ("POST", false, true) => "CreateMultipartUpload",
+                _ => operation,
+            };
             Ok(match operation {
                 "HeadObject" | "GetObject" => Target {
                     bucket_arn: Some(bucket_arn.clone()),
@@ -182,12 +201,10 @@ pub fn iam_action(
                 "ListParts" => object("s3:ListMultipartUploadParts"),
                 "DeleteObject" => object("s3:DeleteObject"),
                 "HeadBucket" | "ListObjects" | "ListObjectsV2" => {
-                    let prefix = uri
-                        .query()
-                        .into_iter()
-                        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+                    let prefix = query
+                        .iter()
                         .find(|(k, _)| k == "prefix")
-                        .map(|(_, v)| v.into_owned());
+                        .map(|(_, v)| v.clone());
                     Target {
                         action: "s3:ListBucket",
                         resource: bucket_arn,

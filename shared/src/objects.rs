@@ -18,25 +18,28 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// An absolute URL that serves the converted JPEG at `key`.
     fn image_url(&self, key: &str) -> impl Future<Output = Result<String, Error>> + Send;
 
-    /// Opens a multipart upload; returns its id.
+    /// Opens a multipart upload of an original of `declared_size` bytes
+    /// (kept as the object's metadata, which the converter checks); returns
+    /// its id.
     fn create_upload(
         &self,
         key: &str,
         content_type: &str,
+        declared_size: u64,
     ) -> impl Future<Output = Result<String, Error>> + Send;
 
-    /// A URL that takes one part of exactly `size` bytes with a plain PUT,
-    /// valid until `expires_at`. `Content-Length` is signed (S3 refuses a
-    /// PUT of any other size, so one URL cannot stage gigabytes); no
-    /// checksum headers are, so any HTTP client can use it.
-    fn presign_part(
+    /// A presigned URL for one S3 request of a multipart upload, which the
+    /// client sends itself, valid for `expires_in`; with the headers the
+    /// signature covers that the client must send (never `Content-Length`,
+    /// which a browser sets itself: an upload part's is signed all the same,
+    /// so S3 refuses a PUT of any other size). No checksum headers are
+    /// signed, so any HTTP client can use it.
+    fn presign(
         &self,
         key: &str,
-        upload_id: &str,
-        part_number: u32,
-        size: u64,
+        request: &UploadRequest<'_>,
         expires_in: Duration,
-    ) -> impl Future<Output = Result<String, Error>> + Send;
+    ) -> impl Future<Output = Result<Presigned, Error>> + Send;
 
     /// The parts S3 holds, all pages. `Ok(None)` when the upload is gone.
     fn list_parts(
@@ -67,6 +70,44 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// How long presigned URLs live.
     fn presign_ttl(&self) -> Duration;
 }
+
+/// An S3 request of a multipart upload that a client sends itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadRequest<'a> {
+    /// CreateMultipartUpload, with the type and the declared size the
+    /// server's own create sets.
+    Create {
+        content_type: &'a str,
+        declared_size: u64,
+    },
+    /// UploadPart of exactly `size` bytes.
+    Part {
+        upload_id: &'a str,
+        part_number: u32,
+        size: u64,
+    },
+    ListParts {
+        upload_id: &'a str,
+    },
+    Complete {
+        upload_id: &'a str,
+    },
+    Abort {
+        upload_id: &'a str,
+    },
+}
+
+/// A presigned request: the URL and the headers it was signed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Presigned {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The object metadata (`x-amz-meta-declared-size`) that carries the size a
+/// post declared, set when its upload is created: the converter refuses an
+/// original of any other size, however its upload was completed.
+pub const DECLARED_SIZE: &str = "declared-size";
 
 /// A part S3 holds.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -187,7 +228,7 @@ mod pipeline_adapter {
     use aws_sdk_s3::primitives::ByteStream;
     use tokio_util::io::SyncIoBridge;
 
-    use super::{Head, S3Objects, SOURCE_ETAG, s3_error};
+    use super::{DECLARED_SIZE, Head, S3Objects, SOURCE_ETAG, s3_error};
     use crate::Error;
     use crate::pipeline::ports::{ConvertedImages, ObjectHead, Originals};
 
@@ -197,6 +238,10 @@ mod pipeline_adapter {
                 Head::Found(h) => Ok(Some(ObjectHead {
                     size: h.content_length().unwrap_or(0).max(0) as u64,
                     etag: h.e_tag().unwrap_or_default().to_owned(),
+                    declared_size: h
+                        .metadata()
+                        .and_then(|m| m.get(DECLARED_SIZE))
+                        .and_then(|v| v.parse().ok()),
                 })),
                 Head::Missing => Ok(None),
                 // The role may not read it, or (without s3:ListBucket) it is
@@ -374,13 +419,19 @@ impl ObjectStore for S3Objects {
         Ok(url)
     }
 
-    async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, Error> {
+    async fn create_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        declared_size: u64,
+    ) -> Result<String, Error> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .metadata(DECLARED_SIZE, declared_size.to_string())
             .send()
             .await
             .map_err(s3_error)?;
@@ -389,27 +440,113 @@ impl ObjectStore for S3Objects {
             .ok_or_else(|| Error::internal("S3 returned no upload id"))
     }
 
-    async fn presign_part(
+    async fn presign(
         &self,
         key: &str,
-        upload_id: &str,
-        part_number: u32,
-        size: u64,
+        request: &UploadRequest<'_>,
         expires_in: Duration,
-    ) -> Result<String, Error> {
+    ) -> Result<Presigned, Error> {
         let cfg = PresigningConfig::expires_in(expires_in).map_err(Error::internal)?;
-        let req = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(part_number as i32)
-            .content_length(size as i64)
-            .presigned(cfg)
-            .await
-            .map_err(Error::internal)?;
-        Ok(req.uri().to_owned())
+        let (bucket, c) = (&self.bucket, &self.client);
+        // The SDK presigns only some operations (not CreateMultipartUpload,
+        // ListParts, CompleteMultipartUpload, AbortMultipartUpload). A
+        // presigned URL is just a method, a path, a query and the headers
+        // signed with them, so those are the presignable operation with the
+        // same method and key, turned into the request S3 will be sent
+        // before it is signed: the signature covers the method and query.
+        let turned = |method: &'static str, query: String| {
+            move |r: &mut aws_smithy_runtime_api::client::orchestrator::HttpRequest| {
+                let uri = r.uri().to_owned();
+                let path = uri.split_once('?').map_or(uri.as_str(), |(p, _)| p);
+                let _ = r.set_uri(format!("{path}?{query}"));
+                r.set_method(method).expect("a valid method");
+            }
+        };
+        // RFC 3986's unreserved characters as they are, the rest escaped.
+        let id = |u: &str| {
+            u.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let signed = match *request {
+            UploadRequest::Create {
+                content_type,
+                declared_size,
+            } => c
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type(content_type)
+                .metadata(DECLARED_SIZE, declared_size.to_string())
+                .customize()
+                .mutate_request(turned("POST", "uploads&x-id=CreateMultipartUpload".into()))
+                .presigned(cfg)
+                .await
+                .map_err(Error::internal),
+            UploadRequest::Part {
+                upload_id,
+                part_number,
+                size,
+            } => c
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(part_number as i32)
+                .content_length(size as i64)
+                .presigned(cfg)
+                .await
+                .map_err(Error::internal),
+            UploadRequest::ListParts { upload_id } => c
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .customize()
+                .mutate_request(turned(
+                    "GET",
+                    format!("uploadId={}&x-id=ListParts", id(upload_id)),
+                ))
+                .presigned(cfg)
+                .await
+                .map_err(Error::internal),
+            UploadRequest::Complete { upload_id } => c
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .customize()
+                .mutate_request(turned(
+                    "POST",
+                    format!("uploadId={}&x-id=CompleteMultipartUpload", id(upload_id)),
+                ))
+                .presigned(cfg)
+                .await
+                .map_err(Error::internal),
+            UploadRequest::Abort { upload_id } => c
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .customize()
+                .mutate_request(turned(
+                    "DELETE",
+                    format!("uploadId={}&x-id=AbortMultipartUpload", id(upload_id)),
+                ))
+                .presigned(cfg)
+                .await
+                .map_err(Error::internal),
+        }?;
+        Ok(Presigned {
+            url: signed.uri().to_owned(),
+            headers: signed
+                .headers()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        })
     }
 
     async fn list_parts(
@@ -606,17 +743,75 @@ mod tests {
     #[tokio::test]
     async fn part_urls_sign_their_content_length() {
         let s3 = s3_answering(200);
-        let url = s3
-            .presign_part("originals/x", "u", 3, 1234, Duration::from_secs(60))
+        let part = UploadRequest::Part {
+            upload_id: "u",
+            part_number: 3,
+            size: 1234,
+        };
+        let signed = s3
+            .presign("originals/x", &part, Duration::from_secs(60))
             .await
             .unwrap();
-        let signed = url
-            .split(['?', '&'])
-            .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
-            .expect("a SigV4 query-string signature");
-        assert_eq!(signed, "content-length%3Bhost", "{url}");
-        // No checksum parameters: a plain PUT from any client works.
+        let url = &signed.url;
+        assert_eq!(signed_headers(url), "content-length%3Bhost", "{url}");
+        // No checksum parameters: a plain PUT from any client works; and
+        // no Content-Length to send, which a browser may not set.
         assert!(!url.to_ascii_lowercase().contains("checksum"), "{url}");
+        assert_eq!(signed.headers, []);
+    }
+
+    fn signed_headers(url: &str) -> &str {
+        url.split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("X-Amz-SignedHeaders="))
+            .expect("a SigV4 query-string signature")
+    }
+
+    #[tokio::test]
+    async fn a_signed_create_carries_the_type_and_declared_size_it_signed() {
+        let s3 = s3_answering(200);
+        let create = UploadRequest::Create {
+            content_type: "image/png",
+            declared_size: 31_457_280,
+        };
+        let signed = s3
+            .presign("originals/x", &create, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut headers = signed.headers.clone();
+        headers.sort();
+        assert_eq!(
+            headers,
+            [
+                ("content-type".to_owned(), "image/png".to_owned()),
+                ("x-amz-meta-declared-size".to_owned(), "31457280".to_owned()),
+            ]
+        );
+        assert_eq!(
+            signed_headers(&signed.url),
+            "content-type%3Bhost%3Bx-amz-meta-declared-size",
+            "{}",
+            signed.url
+        );
+        assert!(signed.url.contains("uploads"), "{}", signed.url);
+        for (request, method_hint) in [
+            (UploadRequest::ListParts { upload_id: "u" }, "ListParts"),
+            (
+                UploadRequest::Complete { upload_id: "u" },
+                "CompleteMultipartUpload",
+            ),
+            (
+                UploadRequest::Abort { upload_id: "u" },
+                "AbortMultipartUpload",
+            ),
+        ] {
+            let signed = s3
+                .presign("originals/x", &request, Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert!(signed.url.contains("uploadId=u"), "{}", signed.url);
+            assert!(signed.url.contains(method_hint), "{}", signed.url);
+            assert_eq!(signed_headers(&signed.url), "host");
+        }
     }
 
     /// S3Objects over a config that never sends anything (presigning is

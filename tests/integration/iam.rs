@@ -115,3 +115,57 @@ async fn a_call_with_no_grant_never_reaches_moto() {
     assert_eq!(r.error_code(), "internal");
     assert_eq!(app.open_uploads().await, 1, "moto never saw the abort");
 }
+
+#[tokio::test]
+async fn signing_a_request_needs_the_grant_of_what_it_does() {
+    // Each S3 request the signing route signs is checked as the request S3
+    // will see (method and query), not as the operation it was presigned
+    // from: without s3:AbortMultipartUpload an abort is not signed, and
+    // without s3:ListMultipartUploadParts a list of parts is not, while
+    // the rest still are.
+    for (grant, refused, allowed) in [
+        (
+            "ApiFunction/0/0/s3:AbortMultipartUpload/0",
+            ("DELETE", "s3:AbortMultipartUpload"),
+            "GET",
+        ),
+        (
+            "ApiFunction/0/0/s3:ListMultipartUploadParts/0",
+            ("GET", "s3:ListMultipartUploadParts"),
+            "DELETE",
+        ),
+    ] {
+        let app = spawn_app_spec(|s| s.template = template_without(grant)).await;
+        let created = app.create_post("alice", "image/png", 1000).await;
+        let key = created["upload"]["key"].as_str().unwrap();
+        let upload = created["upload"]["upload_id"].as_str().unwrap();
+        let sign = |method: &str| {
+            serde_json::json!({"method": method, "key": key, "uploadId": upload}).to_string()
+        };
+        let r = app
+            .call_unchecked(
+                "POST",
+                "/uploads/sign",
+                Some("alice"),
+                Some(&sign(refused.0)),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (500, "internal"),
+            "{grant}: {:?}",
+            r.body
+        );
+        let calls = app.recorder.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.action == refused.1 && c.allowed_by.is_empty()),
+            "{grant}: {calls:?}"
+        );
+        let r = app
+            .call("POST", "/uploads/sign", Some("alice"), Some(&sign(allowed)))
+            .await;
+        assert_eq!(r.status, 200, "{grant}: {:?}", r.body);
+    }
+}

@@ -18,6 +18,7 @@ mod pipeline;
 mod posts;
 mod routes;
 mod schema;
+mod signing;
 mod sweeper;
 mod template;
 mod uploads;

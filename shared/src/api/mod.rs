@@ -209,6 +209,29 @@ async fn dispatch<S: Posts, O: ObjectStore>(
             uploads::abort(app, &caller, post_id(req)?).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
+        Route::SignUploadRequest => {
+            let caller = caller?;
+            // Uppy 6's `signRequest` argument as it is, camelCase; fields it
+            // may add later are ignored.
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Input {
+                method: String,
+                key: String,
+                #[serde(default)]
+                upload_id: Option<String>,
+                #[serde(default)]
+                part_number: Option<u32>,
+                #[serde(default)]
+                expires_in: Option<u64>,
+            }
+            let input: Input = body(req)?;
+            let request =
+                uploads::SignRequest::parse(&input.method, input.upload_id, input.part_number)?;
+            let signed =
+                uploads::sign_request(app, &caller, &input.key, request, input.expires_in).await?;
+            json(StatusCode::OK, &signed)
+        }
         Route::GetPost => {
             let caller = caller?;
             let post = ops::get_post(app, &caller, post_id(req)?).await?;

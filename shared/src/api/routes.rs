@@ -16,6 +16,7 @@ pub enum Route {
     SignParts,
     CompleteUpload,
     AbortUpload,
+    SignUploadRequest,
     Feed,
     GetPost,
     AddComment,
@@ -36,7 +37,7 @@ pub enum Throttle {
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::Health,
         Route::HealthDependencies,
         Route::OpenApi,
@@ -45,6 +46,7 @@ impl Route {
         Route::SignParts,
         Route::CompleteUpload,
         Route::AbortUpload,
+        Route::SignUploadRequest,
         Route::Feed,
         Route::GetPost,
         Route::AddComment,
@@ -63,6 +65,7 @@ impl Route {
             Route::SignParts => "POST /posts/{id}/upload/parts",
             Route::CompleteUpload => "POST /posts/{id}/upload/complete",
             Route::AbortUpload => "DELETE /posts/{id}/upload",
+            Route::SignUploadRequest => "POST /uploads/sign",
             Route::Feed => "GET /posts",
             Route::GetPost => "GET /posts/{id}",
             Route::AddComment => "POST /posts/{id}/comments",
@@ -81,6 +84,7 @@ impl Route {
             | Route::SignParts
             | Route::CompleteUpload
             | Route::AbortUpload
+            | Route::SignUploadRequest
             | Route::Feed
             | Route::GetPost
             | Route::AddComment
@@ -95,7 +99,8 @@ impl Route {
             | Route::GetUpload
             | Route::SignParts
             | Route::CompleteUpload
-            | Route::AbortUpload => Throttle::Upload,
+            | Route::AbortUpload
+            | Route::SignUploadRequest => Throttle::Upload,
             Route::HealthDependencies => Throttle::Dependencies,
             Route::Health
             | Route::OpenApi

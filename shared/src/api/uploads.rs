@@ -12,7 +12,7 @@ use crate::domain::{
     Caption, IdempotencyKey, ImageFormat, ImageSize, MAX_IMAGE_BYTES, PartNumber, Post, PostId,
     PostStatus, UserId, rfc3339,
 };
-use crate::objects::{ObjectStore, UploadedPart};
+use crate::objects::{ObjectStore, UploadRequest, UploadedPart};
 use crate::store::{NewPost, PostRecord, Posts};
 
 /// Every part but the last is this big: S3's minimum, so a dropped
@@ -28,6 +28,9 @@ pub struct PartUrl {
 #[derive(Debug, Serialize)]
 pub struct Upload {
     pub upload_id: String,
+    /// The original's S3 key: what a signing client (Uppy 6's
+    /// `generateObjectKey`) names in `POST /uploads/sign`.
+    pub key: String,
     pub part_size: u64,
     pub part_count: u32,
     /// When these URLs expire.
@@ -98,7 +101,7 @@ pub async fn create_post<S: Posts, O: ObjectStore>(
     let key = id.original_key();
     let upload_id = app
         .objects
-        .create_upload(&key, format.content_type())
+        .create_upload(&key, format.content_type(), size_bytes)
         .await?;
     let new = NewPost {
         id,
@@ -121,6 +124,7 @@ pub async fn create_post<S: Posts, O: ObjectStore>(
             post,
             upload: Upload {
                 upload_id: upload_id.clone(),
+                key: key.clone(),
                 part_size: PART_SIZE,
                 part_count: count,
                 expires_at,
@@ -301,6 +305,210 @@ pub async fn complete<S: Posts, O: ObjectStore>(
     Ok(views(app, vec![post]).await?.remove(0))
 }
 
+/// One S3 request a signing client (Uppy 6's `signRequest`) asks for, as
+/// it names them: `{method, key, uploadId?, partNumber?}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignRequest {
+    Create,
+    UploadPart { upload_id: String, part: PartNumber },
+    ListParts { upload_id: String },
+    Complete { upload_id: String },
+    Abort { upload_id: String },
+}
+
+impl SignRequest {
+    /// Longest upload id taken (S3's are a few hundred characters; the
+    /// column holds 1024).
+    const MAX_UPLOAD_ID: usize = 1024;
+
+    pub fn parse(
+        method: &str,
+        upload_id: Option<String>,
+        part_number: Option<u32>,
+    ) -> Result<Self, Error> {
+        if let Some(u) = &upload_id
+            && (u.is_empty()
+                || u.len() > Self::MAX_UPLOAD_ID
+                || !u.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "uploadId must be 1 to {} printable ASCII characters",
+                Self::MAX_UPLOAD_ID
+            )));
+        }
+        let part = part_number.map(PartNumber::parse).transpose()?;
+        Ok(match (method, upload_id, part) {
+            ("POST", None, None) => SignRequest::Create,
+            ("PUT", Some(upload_id), Some(part)) => SignRequest::UploadPart { upload_id, part },
+            ("GET", Some(upload_id), None) => SignRequest::ListParts { upload_id },
+            ("POST", Some(upload_id), None) => SignRequest::Complete { upload_id },
+            ("DELETE", Some(upload_id), None) => SignRequest::Abort { upload_id },
+            ("PUT" | "DELETE", None, _) => {
+                return Err(Error::Forbidden(
+                    "only the requests of a multipart upload are signed (uploads resume \
+                     part by part): set Uppy's shouldUseMultipart to true",
+                ));
+            }
+            ("POST" | "PUT" | "GET" | "DELETE", _, _) => {
+                return Err(Error::InvalidRequest(
+                    "partNumber goes with PUT and an uploadId only; uploadId with PUT, GET, \
+                     DELETE, or POST to complete"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(Error::InvalidRequest(
+                    "method must be POST, PUT, GET or DELETE".into(),
+                ));
+            }
+        })
+    }
+}
+
+/// A presigned S3 request, as `signRequest` returns it to Uppy.
+#[derive(Debug, Serialize)]
+pub struct SignedRequest {
+    pub url: String,
+    /// The post's original key (Uppy takes it on a create).
+    pub key: String,
+    /// Headers the signature covers, which the client must send.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When the URL expires.
+    pub expires_at: String,
+}
+
+/// Signs one S3 request of the upload of the caller's own post, while it
+/// awaits its upload (`POST /uploads/sign`).
+///
+/// A signing client creates its own multipart upload (Uppy 6 always does,
+/// and keeps its id for resuming and completing), so the post's upload is
+/// the one the client names: the first signed request naming an upload S3
+/// holds under the post's key records it, and the upload the post had
+/// (the server's, with no parts) is aborted, so two never linger.
+pub async fn sign_request<S: Posts, O: ObjectStore>(
+    app: &App<S, O>,
+    caller: &UserId,
+    key: &str,
+    request: SignRequest,
+    expires_in: Option<u64>,
+) -> Result<SignedRequest, Error> {
+    let id = PostId::from_original_key(key).ok_or(Error::Forbidden(
+        "only the original of the caller's own post is signed: use upload.key from POST /posts",
+    ))?;
+    let (post, recorded) = open_upload(app, caller, id).await?;
+    let now = OffsetDateTime::now_utc();
+    let mut ttl = url_ttl(app, &post, now);
+    if let Some(asked) = expires_in {
+        ttl = ttl.min(std::time::Duration::from_secs(asked.max(1)));
+    }
+    let count = part_count(post.size_bytes, post.part_size);
+    let target = match &request {
+        SignRequest::Create => UploadRequest::Create {
+            content_type: &post.content_type,
+            declared_size: post.size_bytes,
+        },
+        SignRequest::UploadPart { upload_id, part } => {
+            let n = part.get();
+            if n > count {
+                return Err(Error::InvalidRequest(format!(
+                    "part {n} is out of range 1..={count}: the part size is {} bytes \
+                     (upload.part_size; Uppy's getChunkSize)",
+                    post.part_size
+                )));
+            }
+            adopt(app, &post, &recorded, upload_id).await?;
+            UploadRequest::Part {
+                upload_id,
+                part_number: n,
+                size: part_len(n, post.size_bytes, post.part_size),
+            }
+        }
+        SignRequest::ListParts { upload_id } => {
+            adopt(app, &post, &recorded, upload_id).await?;
+            UploadRequest::ListParts { upload_id }
+        }
+        SignRequest::Complete { upload_id } => {
+            adopt(app, &post, &recorded, upload_id).await?;
+            let held = app
+                .objects
+                .list_parts(key, upload_id)
+                .await?
+                .ok_or_else(|| Error::Conflict("S3 holds no such upload of this post".into()))?;
+            // What `complete` checks, before S3 is asked: every part, each
+            // of its size. The object's declared size is checked again by
+            // the converter, whatever list the client sends S3.
+            for n in 1..=count {
+                let expected = part_len(n, post.size_bytes, post.part_size);
+                match held.iter().find(|p| p.part_number == n) {
+                    None => {
+                        return Err(Error::Conflict(format!(
+                            "part {n} of {count} has not been uploaded yet"
+                        )));
+                    }
+                    Some(p) if p.size != expected => {
+                        return Err(Error::InvalidRequest(format!(
+                            "part {n} holds {} bytes, not {expected}: parts are {} bytes \
+                             (upload.part_size; Uppy's getChunkSize)",
+                            p.size, post.part_size
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            UploadRequest::Complete { upload_id }
+        }
+        // Any upload under the key may be aborted: all are the post's.
+        SignRequest::Abort { upload_id } => UploadRequest::Abort { upload_id },
+    };
+    let signed = app.objects.presign(key, &target, ttl).await?;
+    Ok(SignedRequest {
+        url: signed.url,
+        key: key.to_owned(),
+        headers: signed.headers.into_iter().collect(),
+        expires_at: rfc3339(now + ttl),
+    })
+}
+
+/// Makes `upload_id` the post's upload if it is not yet (see
+/// [`sign_request`]). An id that S3 does not hold under the post's key is a
+/// 409; the post's own is signed without asking S3 (S3 refuses the request
+/// itself if the upload is gone).
+async fn adopt<S: Posts, O: ObjectStore>(
+    app: &App<S, O>,
+    post: &PostRecord,
+    recorded: &str,
+    upload_id: &str,
+) -> Result<(), Error> {
+    if upload_id == recorded {
+        return Ok(());
+    }
+    let key = post.id.original_key();
+    if app.objects.list_parts(&key, upload_id).await?.is_none() {
+        return Err(Error::Conflict(
+            "S3 holds no such upload of this post".into(),
+        ));
+    }
+    if app
+        .store
+        .replace_upload(post.id, recorded, upload_id)
+        .await?
+    {
+        tracing::info!(post_id = %post.id, "the client's own multipart upload replaces the post's");
+        // Best effort: S3's lifecycle rule aborts what this misses.
+        if let Err(e) = app.objects.abort_upload(&key, recorded).await {
+            tracing::warn!(error = %e, "the replaced upload was not aborted");
+        }
+        return Ok(());
+    }
+    // Someone else changed it first: fine if to this very upload.
+    match app.store.post(post.id).await? {
+        Some(now) if now.upload_id.as_deref() == Some(upload_id) => Ok(()),
+        _ => Err(Error::Conflict(
+            "the post's upload changed meanwhile: start the upload again".into(),
+        )),
+    }
+}
+
 /// A post whose upload S3 completed without this request knowing: on to
 /// `processing` (unless it moved on already), answered as it stands.
 async fn carry_on<S: Posts, O: ObjectStore>(
@@ -396,11 +604,7 @@ async fn presign<S: Posts, O: ObjectStore>(
     numbers: impl IntoIterator<Item = u32>,
 ) -> Result<(Vec<PartUrl>, String), Error> {
     let now = OffsetDateTime::now_utc();
-    let mut ttl = app.objects.presign_ttl();
-    if let Some(deadline) = post.upload_expires_at {
-        let left = (deadline - now).whole_seconds().max(1) as u64;
-        ttl = ttl.min(std::time::Duration::from_secs(left));
-    }
+    let ttl = url_ttl(app, post, now);
     let key = post.id.original_key();
     let mut parts = Vec::new();
     for part_number in numbers {
@@ -409,11 +613,35 @@ async fn presign<S: Posts, O: ObjectStore>(
             part_number,
             url: app
                 .objects
-                .presign_part(&key, upload_id, part_number, size, ttl)
-                .await?,
+                .presign(
+                    &key,
+                    &UploadRequest::Part {
+                        upload_id,
+                        part_number,
+                        size,
+                    },
+                    ttl,
+                )
+                .await?
+                .url,
         });
     }
     Ok((parts, rfc3339(now + ttl)))
+}
+
+/// How long a URL for this post's upload lives: the presigning TTL, never
+/// past the upload's deadline.
+fn url_ttl<S: Posts, O: ObjectStore>(
+    app: &App<S, O>,
+    post: &PostRecord,
+    now: OffsetDateTime,
+) -> std::time::Duration {
+    let mut ttl = app.objects.presign_ttl();
+    if let Some(deadline) = post.upload_expires_at {
+        let left = (deadline - now).whole_seconds().max(1) as u64;
+        ttl = ttl.min(std::time::Duration::from_secs(left));
+    }
+    ttl
 }
 
 /// ETags arrive with or without their quotes depending on the client.

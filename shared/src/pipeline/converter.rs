@@ -129,6 +129,19 @@ impl<S: Originals + ConvertedImages, R: Results> Converter<S, R> {
                 head.size,
             );
         }
+        // A client that completes its upload on S3 itself (Uppy 6) could
+        // leave parts out; the native `complete` refuses that, and this is
+        // the same check for every upload whose create recorded the size.
+        if let Some(declared) = head.declared_size.filter(|d| *d != head.size) {
+            return refused(
+                format!(
+                    "the upload is {} bytes, but the post declared {declared}: \
+                     every part must be uploaded before the upload is completed",
+                    head.size
+                ),
+                head.size,
+            );
+        }
         let image_key = post.converted_key();
         // A repeated event (S3 delivers at least once; moto twice per
         // multipart upload) finds its work done.
@@ -269,6 +282,8 @@ mod tests {
         down: bool,
         /// Downloads break after this many bytes.
         break_after: Option<usize>,
+        /// What every original's metadata says its post declared.
+        declared_size: Option<u64>,
         opened: Mutex<u32>,
     }
 
@@ -301,6 +316,7 @@ mod tests {
                 .map(|(b, e)| ObjectHead {
                     size: b.len() as u64,
                     etag: e.clone(),
+                    declared_size: self.declared_size,
                 }))
         }
 
@@ -450,6 +466,34 @@ mod tests {
             matches!(&sent[0].outcome, Outcome::Failed { reason } if reason.contains("100 MiB"))
         );
         assert_eq!(*c.objects.opened.lock().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_original_of_another_size_than_declared_is_refused_without_reading_it() {
+        let (_, key) = key();
+        let image = png();
+        let mut bucket = Bucket::with_original(&key, image.clone());
+        bucket.declared_size = Some(image.len() as u64 + 5);
+        let c = converter(bucket);
+        let (retried, sent) = run(&c, &key).await;
+        assert!(!retried);
+        let expected = format!("declared {}", image.len() + 5);
+        assert!(
+            matches!(&sent[0].outcome, Outcome::Failed { reason } if reason.contains(&expected)),
+            "{sent:?}"
+        );
+        assert_eq!(*c.objects.opened.lock().unwrap(), 0);
+
+        // The size it declared: converted.
+        let (_, key) = self::key();
+        let mut bucket = Bucket::with_original(&key, image.clone());
+        bucket.declared_size = Some(image.len() as u64);
+        let c = converter(bucket);
+        let (_, sent) = run(&c, &key).await;
+        assert!(
+            matches!(sent[0].outcome, Outcome::Published { .. }),
+            "{sent:?}"
+        );
     }
 
     #[tokio::test]

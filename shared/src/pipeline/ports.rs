@@ -12,6 +12,9 @@ use crate::Error;
 pub struct ObjectHead {
     pub size: u64,
     pub etag: String,
+    /// The size its post declared, where the upload's create recorded it
+    /// (`objects::DECLARED_SIZE`).
+    pub declared_size: Option<u64>,
 }
 
 /// Where the uploaded originals are.

@@ -225,6 +225,16 @@ pub trait Posts: PostStates {
         key: &IdempotencyKey,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Records `to` as the post's multipart upload in place of `from`, while
+    /// it awaits its upload: a signing client (Uppy 6) created its own.
+    /// False when the post's upload is no longer `from`.
+    fn replace_upload(
+        &self,
+        post: PostId,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// How many posts of `author` await their upload, and the oldest one's
     /// upload deadline.
     fn open_uploads(

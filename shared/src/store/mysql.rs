@@ -500,6 +500,20 @@ impl PostStates for MySqlStore {
 }
 
 impl Posts for MySqlStore {
+    async fn replace_upload(&self, post: PostId, from: &str, to: &str) -> Result<bool, Error> {
+        self.within(async {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "UPDATE posts SET upload_id = ?, updated_at = NOW(3) \
+                 WHERE id = ? AND status = 'awaiting_upload' AND upload_id = ?",
+                (to, post.as_bytes(), from),
+            )
+            .await?;
+            Ok(conn.affected_rows() == 1)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.within(async {
             let mut conn = self.conn().await?;
