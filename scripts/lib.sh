@@ -335,6 +335,16 @@ build_web() {
     (cd "$web" && npm ci --silent --no-audit --no-fund) >"$STATE/log/npm-web.log" 2>&1 \
       || { tail -20 "$STATE/log/npm-web.log"; die "npm ci in web/ failed"; }
   fi
+  # The stock Uppy pages the browser tests drive, each with its own pinned
+  # packages (Uppy 5 and 6 need different @uppy/core majors).
+  local v
+  for v in v5 v6; do
+    if [[ ! -d "$web/uppy/$v/node_modules" || "$web/uppy/$v/package-lock.json" -nt "$web/uppy/$v/node_modules/.package-lock.json" ]]; then
+      log "installing Uppy ${v#v}'s npm packages for its test page (npm ci)"
+      (cd "$web/uppy/$v" && npm ci --silent --no-audit --no-fund) >"$STATE/log/npm-uppy-$v.log" 2>&1 \
+        || { tail -20 "$STATE/log/npm-uppy-$v.log"; die "npm ci in web/uppy/$v failed"; }
+    fi
+  done
   log "bundling the web client"
   (cd "$web" && npm run --silent build) >"$STATE/log/web-build.log" 2>&1 \
     || { tail -20 "$STATE/log/web-build.log"; die "npm run build in web/ failed"; }
