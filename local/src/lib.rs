@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod bootstrap;
 pub mod cors;
+pub mod fixtures;
 pub mod gateway;
 pub mod grants;
 pub mod guard;

@@ -26,7 +26,7 @@ use imagegram_local::stack::{self, Database, Spec, TemplateSource};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: imagegram-local serve | token SUB [TTL_SECS] | migrate | \
-                     iam-report LOG | grants | template-without GRANT";
+                     events-fixture | iam-report LOG | grants | template-without GRANT";
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -46,6 +46,16 @@ async fn main() -> Result<(), BoxError> {
             let db = DbConfig::load(&Env::from_process(), &secrets).await?;
             migrate(&MySqlStore::connect(&db, 1).pool()).await?;
             eprintln!("migrations applied");
+            Ok(())
+        }
+        // The sample events' post and comment (scripts/sam-local), in the
+        // database the environment names, by the store's own operations.
+        ["events-fixture"] => {
+            let sdk = imagegram::config::aws_sdk().await;
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+            let db = DbConfig::load(&Env::from_process(), &secrets).await?;
+            imagegram_local::fixtures::events(&MySqlStore::connect(&db, 1)).await?;
+            eprintln!("the events' fixture is in place");
             Ok(())
         }
         ["iam-report", log] => imagegram_local::report::run(

@@ -43,7 +43,8 @@ impl Drop for Resume {
 async fn a_stopped_database_server_is_503_in_time_and_loses_nothing_acknowledged() {
     let app =
         Arc::new(spawn_app_spec(|s| s.env.push(("DB_TIMEOUT_MS".into(), "2000".into()))).await);
-    let post = imagegram_tests::insert_post(&app.direct_db, "alice", PostStatus::Published, 0)
+    let post = app
+        .insert_post("alice", PostStatus::Published, 0)
         .await
         .to_string();
     let _resume = Resume;

@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use imagegram::api::{self, App};
 use imagegram::cursor::CursorCodec;
-use imagegram::domain::{CommentId, PostId, sql_datetime};
+use imagegram::domain::PostId;
 use imagegram::objects::S3Objects;
 use imagegram_tests::{build_stack, fresh_database, sdk_config};
 use mysql_async::prelude::*;
 
-const POST: &str = "0194f7a0c1d27b3e8a5b6c7d8e9f0a1b";
-const COMMENT: &str = "0194f7a1000070008000000000000c01";
+use imagegram_local::fixtures::{EVENTS_POST as POST, PostFixture};
 
 /// `events/expected.json`: what each sample event gives, in order. The
 /// same oracle judges `sam local invoke` of each file (scripts/sam-local),
@@ -58,24 +57,9 @@ async fn every_api_event_file_runs_through_the_handler() {
     let (parts, _) = build_stack(|_| {}).await;
     let app = parts.running.app;
     let store = app.store.clone();
-    // The post and comment the event files name, the comment by their caller.
-    let post = PostId::parse(POST).unwrap();
-    let comment = CommentId::parse(COMMENT).unwrap();
-    let mut conn = store.pool().get_conn().await.unwrap();
-    conn.exec_drop(
-        "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, part_size, image_key, \
-         comment_count, created_at, updated_at) VALUES (?, 'user-123', 'sunset', 'published', 'image/jpeg', 1, \
-         5242880, ?, 1, ?, NOW(3))",
-        (post.as_bytes(), format!("converted/{POST}.jpg"), sql_datetime(post.created_at())),
-    )
-    .await
-    .unwrap();
-    conn.exec_drop(
-        "INSERT INTO comments (post_id, id, author, content, created_at) VALUES (?, ?, 'user-123', 'wow', NOW(3))",
-        (post.as_bytes(), comment.as_bytes()),
-    )
-    .await
-    .unwrap();
+    // The post and comment the event files name, the comment by their
+    // caller: the fixture scripts/sam-local makes too.
+    imagegram_local::fixtures::events(&store).await.unwrap();
 
     for expected in manifest().iter().filter(|e| e["function"] == "ApiFunction") {
         let name = expected["file"].as_str().unwrap();
@@ -193,14 +177,13 @@ async fn every_finalizer_event_file_runs_through_the_finalizer() {
     use imagegram::store::Posts;
     let (_url, store) = fresh_database().await;
     let post = PostId::parse(POST).unwrap();
-    let mut conn = store.pool().get_conn().await.unwrap();
-    conn.exec_drop(
-        "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, part_size, created_at, updated_at) \
-         VALUES (?, 'a', '', 'processing', 'image/png', 1, 5242880, NOW(3), NOW(3))",
-        (post.as_bytes(),),
-    )
-    .await
-    .unwrap();
+    let fixture = PostFixture {
+        id: post,
+        ..PostFixture::new("a", PostStatus::Processing)
+    };
+    imagegram_local::fixtures::post(&store, &fixture)
+        .await
+        .unwrap();
     let finalizer = Finalizer {
         store: store.clone(),
     };
@@ -225,6 +208,7 @@ async fn every_finalizer_event_file_runs_through_the_finalizer() {
         PostStatus::Published
     );
     // On a post still processing, each ends it failed with its reason.
+    let mut conn = store.pool().get_conn().await.unwrap();
     for (name, reason) in [
         (
             "sqs-finalizer-failed.json",

@@ -44,7 +44,9 @@ async fn behind_s3_proxy(proxy: &FaultProxy) -> TestApp {
 async fn a_hung_database_answers_503_in_time_and_loses_no_acknowledged_comment() {
     let proxy = FaultProxy::start(db_target()).await;
     let app = std::sync::Arc::new(behind_db_proxy(&proxy, 1000).await);
-    let post = imagegram_tests::insert_post(&app.direct_db, "alice", PostStatus::Published, 0)
+    // Made before the fault, through the proxy that still passes all.
+    let post = app
+        .insert_post("alice", PostStatus::Published, 0)
         .await
         .to_string();
     // 20 comments a second for 8 s; the database stops answering from 2 s

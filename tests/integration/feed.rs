@@ -14,9 +14,10 @@ async fn walking_the_feed_returns_every_published_post_once_in_order() {
             .insert_post(&format!("author{}", i % 3), PostStatus::Published, c)
             .await;
         expected.push((c, id));
-        // Unpublished posts in between never show up.
-        app.insert_post("x", PostStatus::Processing, c).await;
-        app.insert_post("x", PostStatus::Failed, c).await;
+        // Unpublished posts in between never show up (they have no
+        // comments: only published posts take them).
+        app.insert_post("x", PostStatus::Processing, 0).await;
+        app.insert_post("x", PostStatus::Failed, 0).await;
     }
     // The contract's order: comment_count desc, then newest first (ids are
     // time-ordered, ties on the millisecond broken by id).

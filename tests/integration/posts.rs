@@ -40,7 +40,10 @@ async fn unpublished_posts_are_visible_only_to_their_author() {
         assert_eq!(mine.body["status"], status.as_str());
         assert!(mine.body["image_url"].is_null());
         if status == PostStatus::Failed {
-            assert_eq!(mine.body["failure_reason"], "not an image");
+            assert_eq!(
+                mine.body["failure_reason"],
+                imagegram_local::fixtures::FAILURE_REASON
+            );
         } else {
             assert!(mine.body.get("failure_reason").is_none());
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use imagegram::api::App;
 use imagegram::config::DbConfig;
-use imagegram::domain::{PostId, PostStatus, sql_datetime};
+use imagegram::domain::{PostId, PostStatus};
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::Sweeper;
 use imagegram::store::{MySqlStore, migrate};
@@ -455,47 +455,30 @@ impl TestApp {
         panic!("{path}: still refused after 20 tries");
     }
 
-    /// A post written straight into the database, as the finalizer would
-    /// leave it; `comment_count` is set without comment rows, for feed-order
-    /// tests.
-    pub async fn insert_post(
-        &self,
-        author: &str,
-        status: PostStatus,
-        comment_count: u32,
-    ) -> PostId {
-        insert_post(&self.db, author, status, comment_count).await
+    /// A post made by the store's own operations (`imagegram_local::fixtures`),
+    /// as the API and the pipeline would leave it, with `comments` comments
+    /// (by "commenter") once published.
+    pub async fn insert_post(&self, author: &str, status: PostStatus, comments: u32) -> PostId {
+        insert_post(&self.app().store, author, status, comments).await
     }
 }
 
 pub async fn insert_post(
-    db: &mysql_async::Pool,
+    store: &MySqlStore,
     author: &str,
     status: PostStatus,
-    comment_count: u32,
+    comments: u32,
 ) -> PostId {
-    let id = PostId::generate();
-    let image_key = (status == PostStatus::Published).then(|| format!("converted/{id}.jpg"));
-    let failure = (status == PostStatus::Failed).then_some("not an image");
-    let mut conn = db.get_conn().await.unwrap();
-    conn.exec_drop(
-        "INSERT INTO posts (id, author, caption, status, content_type, size_bytes, part_size, image_key, \
-         failure_reason, comment_count, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, 'image/png', 1000, 5242880, ?, ?, ?, ?, NOW(3))",
-        (
-            id.as_bytes(),
-            author,
-            format!("caption of {id}"),
-            status.as_str(),
-            image_key,
-            failure,
-            comment_count,
-            sql_datetime(id.created_at()),
-        ),
-    )
-    .await
-    .unwrap();
-    id
+    let fixture = imagegram_local::fixtures::PostFixture::new(author, status);
+    let caption = format!("caption of {}", fixture.id);
+    let fixture = imagegram_local::fixtures::PostFixture {
+        caption: &caption,
+        ..fixture
+    }
+    .with_comments(comments, "commenter");
+    imagegram_local::fixtures::post(store, &fixture)
+        .await
+        .unwrap()
 }
 
 impl TestApp {
