@@ -217,7 +217,6 @@ async fn a_signing_client_uploads_through_its_own_upload_and_the_post_is_publish
 
 #[tokio::test]
 async fn only_the_multipart_requests_of_the_callers_own_open_upload_are_signed() {
-    use mysql_async::prelude::*;
     let app = spawn_app().await;
     let created = app.create_post("alice", "image/png", 12 * MIB).await;
     let id = created["post"]["id"].as_str().unwrap();
@@ -355,14 +354,7 @@ async fn only_the_multipart_requests_of_the_callers_own_open_upload_are_signed()
     assert_eq!(post_upload_id(&app, id).await.as_deref(), Some(servers));
 
     // Past its deadline: 409, as the native upload routes answer.
-    let post = imagegram::domain::PostId::parse(id).unwrap();
-    let mut conn = app.db.get_conn().await.unwrap();
-    conn.exec_drop(
-        "UPDATE posts SET upload_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
-        (post.as_bytes(),),
-    )
-    .await
-    .unwrap();
+    app.expire_upload(id).await;
     let r = sign_reply(&app, "alice", json!({"method": "POST", "key": key})).await;
     assert_eq!((r.status, r.error_code()), (409, "conflict"));
     assert!(

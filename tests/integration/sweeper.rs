@@ -47,12 +47,7 @@ async fn an_expired_upload_is_removed_with_its_multipart_upload() {
     let app = app().await;
     let created = app.create_post("alice", "image/png", 1000).await;
     let id = created["post"]["id"].as_str().unwrap();
-    exec(
-        &app,
-        "UPDATE posts SET upload_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
-        id,
-    )
-    .await;
+    app.expire_upload(id).await;
     assert_eq!(app.open_uploads().await, 1);
     let swept = app.sweeper.run().await.unwrap();
     assert_eq!(swept.uploads_removed, 1, "{swept:?}");
@@ -77,12 +72,7 @@ async fn an_expired_upload_that_s3_completed_goes_on_to_be_published() {
         .stop(imagegram_local::pipeline::Function::Finalizer);
     let parts = app.s3_parts(&id).await;
     app.complete_in_s3(&id, &created, parts).await;
-    exec(
-        &app,
-        "UPDATE posts SET upload_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
-        &id,
-    )
-    .await;
+    app.expire_upload(&id).await;
     let swept = app.sweeper.run().await.unwrap();
     assert_eq!(swept.uploads_completed, 1, "{swept:?}");
     assert_eq!(status(&app, &id).await["status"], "processing");

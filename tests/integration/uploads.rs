@@ -479,18 +479,10 @@ async fn open_uploads_are_capped_per_user_with_retry_after() {
 
 #[tokio::test]
 async fn an_expired_upload_answers_409_with_its_deadline() {
-    use mysql_async::prelude::*;
     let app = spawn_app().await;
     let created = app.create_post("alice", "image/png", 1000).await;
     let id = created["post"]["id"].as_str().unwrap();
-    let post = imagegram::domain::PostId::parse(id).unwrap();
-    let mut conn = app.db.get_conn().await.unwrap();
-    conn.exec_drop(
-        "UPDATE posts SET upload_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
-        (post.as_bytes(),),
-    )
-    .await
-    .unwrap();
+    app.expire_upload(id).await;
     for (m, p, b) in [
         ("GET", format!("/posts/{id}/upload"), None),
         (

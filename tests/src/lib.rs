@@ -623,6 +623,18 @@ impl TestApp {
                 .unwrap()
     }
 
+    /// Moves a post's upload deadline a second into the past.
+    pub async fn expire_upload(&self, post: &str) {
+        let id = PostId::parse(post).unwrap();
+        let mut conn = self.direct_db.get_conn().await.unwrap();
+        conn.exec_drop(
+            "UPDATE posts SET upload_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+            (id.as_bytes(),),
+        )
+        .await
+        .unwrap();
+    }
+
     /// The `(part_number, etag)`s S3 holds for a post's upload.
     pub async fn s3_parts(&self, post: &str) -> Vec<(i32, String)> {
         let upload = self.upload_id(post).await;

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium, devToken, callApi } from "./browser.js";
 
 const { WEB, API, S3, BUCKET, BIG_JPEG } = process.env;
 const ARTIFACTS = process.env.ARTIFACTS ?? "target/web";
@@ -23,30 +23,14 @@ mkdirSync(ARTIFACTS, { recursive: true });
 let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
 });
 
-async function token(user) {
-  const r = await fetch(`${WEB}/dev/token?sub=${user}`);
-  assert.equal(r.status, 200);
-  return (await r.text()).trim();
-}
+const token = (user) => devToken(WEB, user);
 
 /** A page signed in as `user` through the "Mint a dev token" button. */
 async function signedIn(user) {
@@ -60,15 +44,7 @@ async function signedIn(user) {
   return { context, page };
 }
 
-async function apiCall(user, method, path, body) {
-  const r = await fetch(`${API}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${await token(user)}`, "Content-Type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
+const apiCall = (user, method, path, body) => callApi(WEB, API, user, method, path, body);
 
 /** MD5 of the original S3 holds for a post (moto answers unsigned GETs). */
 async function originalMd5(postId) {
@@ -175,6 +151,7 @@ test("reloaded mid-upload, the same file picked again sends only the parts S3 la
   await page.getByText("was interrupted").waitFor();
   // What S3 holds now (a part in flight may have landed).
   const before = (await apiCall("web-carol", "GET", `/posts/${state.postId}/upload`)).body;
+  assert.ok(before.uploaded_parts, `the upload after the reload: ${JSON.stringify(before)}`);
   const partCount = before.part_count;
   const heldNow = before.uploaded_parts.length;
   let puts = 0;

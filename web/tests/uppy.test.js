@@ -12,7 +12,7 @@ import { createServer } from "node:http";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium, devToken, callApi } from "./browser.js";
 
 const { WEB, API, S3, BUCKET, BIG_JPEG, DB_SQL } = process.env;
 const ARTIFACTS = process.env.ARTIFACTS ?? "target/web";
@@ -43,19 +43,7 @@ before(async () => {
   });
   await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
   ORIGIN = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -63,21 +51,9 @@ after(async () => {
   server?.close();
 });
 
-async function token(user) {
-  const r = await fetch(`${WEB}/dev/token?sub=${user}`);
-  assert.equal(r.status, 200);
-  return (await r.text()).trim();
-}
+const token = (user) => devToken(WEB, user);
 
-async function apiCall(user, method, path, body) {
-  const r = await fetch(`${API}${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${await token(user)}`, "Content-Type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
+const apiCall = (user, method, path, body) => callApi(WEB, API, user, method, path, body);
 
 const md5 = (bytes) => createHash("md5").update(bytes).digest("hex");
 
