@@ -11,6 +11,7 @@ mod api;
 mod state;
 mod upload;
 
+use imagegram_formats::ImageFormat;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Post a PNG, JPEG or BMP: upload it (resumable), then wait until it is
+    /// Post an image: upload it (resumable), then wait until it is
     /// published. Run it again after an interruption to finish the upload.
     Post {
         file: PathBuf,
@@ -128,16 +129,16 @@ impl Failure {
             .or_else(|| body["message"].as_str())
             .map(str::to_owned)
             .unwrap_or_else(|| body.to_string());
-        let hint = match status {
-            401 => {
-                "; set IMAGEGRAM_TOKEN (or --token) to a token the API accepts (locally: \
-                 target/release/imagegram-local token YOUR_NAME)"
-            }
-            413 => "; images may be at most 100 MiB",
-            415 => "; only PNG, JPEG and BMP images are accepted",
-            429 => "; wait, or finish or abort an upload (imagegram uploads, imagegram abort POST)",
-            503 => "; the service is briefly unavailable, try again shortly",
-            _ => "",
+        let hint: String = match status {
+            401 => "; set IMAGEGRAM_TOKEN (or --token) to a token the API accepts (locally: \
+                    target/release/imagegram-local token YOUR_NAME)"
+                .into(),
+            413 => "; images may be at most 100 MiB".into(),
+            415 => format!("; only {} images are accepted", ImageFormat::names()),
+            429 => "; wait, or finish or abort an upload (imagegram uploads, imagegram abort POST)"
+                .into(),
+            503 => "; the service is briefly unavailable, try again shortly".into(),
+            _ => String::new(),
         };
         Failure::unexpected(format!("{status} {code}: {message}{hint}"))
     }

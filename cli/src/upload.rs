@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::StreamExt;
+use imagegram_formats::ImageFormat;
 use md5::Digest;
 use serde_json::{Value, json};
 
@@ -457,27 +458,27 @@ fn progress_bar(show: bool, total: u64, done: u64) -> indicatif::ProgressBar {
 }
 
 /// The content type the API is told, from the file's first bytes (the
-/// converter decides by them too).
+/// converter decides by them too), else from its name's ending; the formats
+/// are the service's own list (`imagegram-formats`).
 fn content_type(path: &Path) -> Result<&'static str, Failure> {
-    let mut head = [0u8; 8];
+    let mut head = [0u8; 16];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    Ok(match &head[..n] {
-        [0x89, b'P', b'N', b'G', ..] => "image/png",
-        [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
-        [b'B', b'M', ..] => "image/bmp",
-        // The API decides (415 for other declared types); the converter
-        // refuses what is not an image, with a reason.
-        _ => match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("png") => "image/png",
-            Some("bmp") => "image/bmp",
-            _ => "image/jpeg",
-        },
-    })
+    // A name that claims a format the bytes do not show is still sent: the
+    // converter refuses it with a reason the post keeps.
+    ImageFormat::sniff(&head[..n])
+        .or_else(|| {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .and_then(ImageFormat::of_extension)
+        })
+        .map(ImageFormat::content_type)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{}: not a {} image",
+                path.display(),
+                ImageFormat::names()
+            ))
+        })
 }

@@ -315,78 +315,19 @@ impl PartNumber {
     }
 }
 
-/// The image formats we accept, declared by content type at `POST /posts`
-/// and decided again from the bytes by the converter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ImageFormat {
-    Png,
-    Jpeg,
-    Bmp,
-}
+/// The image formats we accept (one list, in the `imagegram-formats` crate,
+/// which the CLI shares), declared by content type at `POST /posts` and
+/// decided again from the bytes by the converter.
+pub use imagegram_formats::ImageFormat;
 
-impl ImageFormat {
-    /// Every accepted format: the API's content types, the converter's
-    /// sniffer and decoders, the error texts, and (tested against this)
-    /// `openapi.yaml` and the clients' lists.
-    pub const ALL: [ImageFormat; 3] = [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Bmp];
-
-    pub fn from_content_type(ct: &str) -> Result<Self, Error> {
-        let ct = ct.trim().to_ascii_lowercase();
-        Self::ALL
-            .into_iter()
-            .find(|f| f.content_type() == ct)
-            .ok_or_else(|| {
-                let types: Vec<&str> = Self::ALL.iter().map(|f| f.content_type()).collect();
-                Error::UnsupportedMediaType(format!("content_type must be {}", or_list(&types)))
-            })
-    }
-
-    pub const fn content_type(self) -> &'static str {
-        match self {
-            ImageFormat::Png => "image/png",
-            ImageFormat::Jpeg => "image/jpeg",
-            ImageFormat::Bmp => "image/bmp",
-        }
-    }
-
-    /// For people: `PNG`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ImageFormat::Png => "PNG",
-            ImageFormat::Jpeg => "JPEG",
-            ImageFormat::Bmp => "BMP",
-        }
-    }
-
-    /// The format of a file from its first bytes (the name and the declared
-    /// type are the client's word, not the file's).
-    pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| bytes.starts_with(f.magic()))
-    }
-
-    /// The bytes every file of the format starts with.
-    pub const fn magic(self) -> &'static [u8] {
-        match self {
-            ImageFormat::Png => b"\x89PNG\r\n\x1a\n",
-            ImageFormat::Jpeg => &[0xFF, 0xD8, 0xFF],
-            ImageFormat::Bmp => b"BM",
-        }
-    }
-
-    /// "PNG, JPEG or BMP".
-    pub fn names() -> String {
-        let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
-        or_list(&names)
-    }
-}
-
-/// "a, b or c".
-fn or_list(items: &[&str]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => (*one).to_owned(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
+/// The format a declared content type names, or the 415 that lists them.
+pub fn format_of_content_type(ct: &str) -> Result<ImageFormat, Error> {
+    ImageFormat::of_content_type(ct).ok_or_else(|| {
+        Error::UnsupportedMediaType(format!(
+            "content_type must be {}",
+            ImageFormat::content_types()
+        ))
+    })
 }
 
 /// RFC 3339 in UTC with milliseconds, the precision ids carry.

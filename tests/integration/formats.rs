@@ -1,9 +1,8 @@
-//! The accepted image formats are `imagegram::domain::ImageFormat::ALL`
+//! The accepted image formats are `imagegram_formats::ImageFormat::ALL`
 //! (the API's content types, the converter's sniffer, decoders and error
-//! texts all come from it). What lives outside the Rust code is held to it
-//! here: `openapi.yaml`, the CLI's sniffer and hint, the web page's file
-//! pickers and type guess. Add a format to the enum and these name every
-//! place still to change.
+//! texts, the CLI's sniffer and hints all come from it). `openapi.yaml` is
+//! held to it here, and the web page reads its list from the API's
+//! `/openapi.json`; no client keeps one of its own.
 
 use std::collections::BTreeSet;
 
@@ -65,53 +64,51 @@ fn openapi_declares_exactly_the_accepted_content_types() {
     assert_eq!(image_types(&read("openapi.yaml")), accepted());
 }
 
+/// No client keeps a list of its own: the CLI takes `imagegram-formats`
+/// (the type itself), the web page the API's `/openapi.json` at run time
+/// (which the test above holds to the type). A list written into either
+/// fails here.
 #[test]
-fn the_cli_sniffs_and_names_exactly_the_accepted_formats() {
-    let upload = read("cli/src/upload.rs");
-    assert_eq!(
-        image_types(&upload),
-        accepted(),
-        "cli/src/upload.rs content_type()"
-    );
-    let main = read("cli/src/main.rs");
-    let hint = main
-        .lines()
-        .find(|l| l.contains("415 =>"))
-        .expect("the CLI's 415 hint");
-    for f in ImageFormat::ALL {
-        assert!(hint.contains(f.name()), "the 415 hint lacks {}", f.name());
+fn the_clients_keep_no_list_of_formats_of_their_own() {
+    for path in [
+        "cli/src/upload.rs",
+        "cli/src/main.rs",
+        "web/index.html",
+        "web/src/app.js",
+        "web/src/upload.js",
+        "web/src/api.js",
+    ] {
+        let text = read(path);
+        assert_eq!(
+            image_types(&text),
+            BTreeSet::new(),
+            "{path} names image types"
+        );
+        for f in ImageFormat::ALL {
+            assert!(
+                !text.contains(f.name()) && !text.contains(&format!(".{}", f.extensions()[0])),
+                "{path} names the format {}",
+                f.name()
+            );
+        }
     }
-}
-
-#[test]
-fn the_web_page_offers_and_guesses_exactly_the_accepted_formats() {
-    let page = read("web/index.html");
-    let accepts: Vec<&str> = page
-        .match_indices("accept=\"")
-        .map(|(i, m)| page[i + m.len()..].split('"').next().unwrap())
-        .collect();
-    assert!(!accepts.is_empty(), "no file picker in web/index.html");
-    for a in accepts {
-        let types: BTreeSet<String> = a.split(',').map(str::to_owned).collect();
-        assert_eq!(types, accepted(), "a file picker's accept list");
-    }
-    assert_eq!(
-        image_types(&read("web/src/upload.js")),
-        accepted(),
-        "web/src/upload.js contentType()"
-    );
+    assert!(read("cli/src/upload.rs").contains("ImageFormat::sniff"));
+    assert!(read("web/src/app.js").contains("acceptedTypes("));
 }
 
 #[test]
 fn the_formats_error_texts_come_from_the_list() {
     assert_eq!(ImageFormat::names(), "PNG, JPEG or BMP");
-    let e = ImageFormat::from_content_type("image/gif").unwrap_err();
+    let e = imagegram::domain::format_of_content_type("image/gif").unwrap_err();
     assert_eq!(
         e.public_message(),
         "content_type must be image/png, image/jpeg or image/bmp"
     );
     for f in ImageFormat::ALL {
         assert_eq!(ImageFormat::sniff(f.magic()), Some(f));
-        assert_eq!(ImageFormat::from_content_type(f.content_type()).unwrap(), f);
+        assert_eq!(
+            imagegram::domain::format_of_content_type(f.content_type()).unwrap(),
+            f
+        );
     }
 }

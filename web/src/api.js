@@ -82,3 +82,23 @@ export class Api {
     }
   }
 }
+
+/**
+ * The image types the API accepts, as its own document says
+ * (`GET /openapi.json`, public): the page keeps no list of its own.
+ */
+export async function acceptedTypes(base) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await fetch(`${base.replace(/\/$/, "")}/openapi.json`);
+      if (r.ok) {
+        const spec = await r.json();
+        return spec.paths["/posts"].post.requestBody.content["application/json"].schema.properties.content_type.enum;
+      }
+    } catch (e) {
+      if (attempt >= 5) throw e;
+    }
+    if (attempt >= 5) throw new Error("the API's document (/openapi.json) could not be read");
+    await sleep(backoff(attempt));
+  }
+}

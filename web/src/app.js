@@ -1,8 +1,8 @@
 // Imagegram in the browser: sign in, the feed (more on scroll), post a
 // photo (resumable upload), comment, delete one's own comments.
 
-import { Api, ApiError, sleep } from "./api.js";
-import { Upload, forgetUpload, savedUpload } from "./upload.js";
+import { Api, ApiError, acceptedTypes, sleep } from "./api.js";
+import { Upload, accept, forgetUpload, savedUpload } from "./upload.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "imagegram.token"; // sessionStorage: gone with the tab
@@ -35,6 +35,16 @@ async function start() {
     // A static host without config.json: the defaults.
   }
   $("dev-token-form").hidden = !config.devTokens;
+  // The file pickers offer what the API accepts, as it says itself.
+  try {
+    const types = await acceptedTypes(config.api);
+    accept(types);
+    for (const id of ["file", "resume-file"]) $(id).accept = types.join(",");
+    const names = types.map((t) => t.split("/")[1].toUpperCase());
+    $("file-label").textContent = `Photo (${names.join(", ")}, up to 100 MiB)`;
+  } catch (e) {
+    status(`The API at ${config.api} cannot be reached: ${e.message}`, true);
+  }
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     signIn($("token").value.trim());

@@ -48,10 +48,21 @@ function hexToBase64(hex) {
   return btoa(String.fromCharCode(...hex.match(/../g).map((h) => parseInt(h, 16))));
 }
 
+// The types the API accepts (from its /openapi.json, set by the page).
+let accepted = [];
+export function accept(types) {
+  accepted = types;
+}
+
+/**
+ * The type the API is told: the browser's, if accepted; else the accepted
+ * type the name's ending names; else the browser's word (the API's 415
+ * then lists what it takes).
+ */
 function contentType(file) {
-  if (/\.png$/i.test(file.name) || file.type === "image/png") return "image/png";
-  if (/\.bmp$/i.test(file.name) || file.type === "image/bmp") return "image/bmp";
-  return "image/jpeg";
+  if (accepted.includes(file.type)) return file.type;
+  const ending = /\.([a-z0-9]+)$/i.exec(file.name)?.[1].toLowerCase();
+  return accepted.find((t) => t === `image/${ending}`) ?? (file.type || "application/octet-stream");
 }
 
 /** One PUT of a part, with upload progress; rejects on network failure or stall. */

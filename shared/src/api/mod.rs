@@ -21,8 +21,7 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::cursor::CursorCodec;
 use crate::domain::{
-    Caption, CommentId, CommentText, IdempotencyKey, ImageFormat, ImageSize, Limit, PartNumber,
-    PostId, UserId,
+    Caption, CommentId, CommentText, IdempotencyKey, ImageSize, Limit, PartNumber, PostId, UserId,
 };
 use crate::objects::ObjectStore;
 use crate::store::Posts;
@@ -145,7 +144,7 @@ async fn dispatch<S: Posts, O: ObjectStore>(
             // wrong; an unsupported type a 415 whatever the size; then 413.
             let caption = Caption::parse(input.caption)?;
             let key = idempotency_key(req)?;
-            let format = ImageFormat::from_content_type(&input.content_type)?;
+            let format = crate::domain::format_of_content_type(&input.content_type)?;
             let size = ImageSize::parse(input.size_bytes)?;
             idempotent(app, &caller, req, key, async |key| {
                 let created =
