@@ -440,15 +440,15 @@ mod tests {
     #[test]
     fn content_types_are_checked() {
         assert_eq!(
-            ImageFormat::from_content_type("image/png").unwrap(),
+            format_of_content_type("image/png").unwrap(),
             ImageFormat::Png
         );
         assert_eq!(
-            ImageFormat::from_content_type("IMAGE/JPEG").unwrap(),
+            format_of_content_type("IMAGE/JPEG").unwrap(),
             ImageFormat::Jpeg
         );
         assert!(matches!(
-            ImageFormat::from_content_type("image/gif"),
+            format_of_content_type("image/gif"),
             Err(Error::UnsupportedMediaType(_))
         ));
     }
