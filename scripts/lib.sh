@@ -211,6 +211,12 @@ ensure_moto() {
     pkill -f "moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT" || true
     wait_for 50 bash -c "! curl -fs http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/"
   fi
+  # A moto that holds the port but does not answer (its checkout deleted
+  # under it, say) is stopped first.
+  if ! moto_up && pkill -f "moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT"; then
+    log "stopped a moto on :$IMAGEGRAM_MOTO_PORT that did not answer"
+    wait_for 50 bash -c "! pgrep -f 'moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT' >/dev/null"
+  fi
   if ! moto_up; then
     log "starting moto (S3 + SQS) on 127.0.0.1:$IMAGEGRAM_MOTO_PORT"
     setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$IMAGEGRAM_MOTO_PORT" \
