@@ -213,9 +213,11 @@ ensure_moto() {
   fi
   # A moto that holds the port but does not answer (its checkout deleted
   # under it, say) is stopped first.
-  if ! moto_up && pkill -f "moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT"; then
+  # ([m] keeps the pattern from matching the commands that carry it.)
+  local stale="[m]oto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT\$"
+  if ! moto_up && pkill -f "$stale"; then
     log "stopped a moto on :$IMAGEGRAM_MOTO_PORT that did not answer"
-    wait_for 50 bash -c "! pgrep -f 'moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT' >/dev/null"
+    wait_for 50 bash -c "! pgrep -f '$stale' >/dev/null" || die "the old moto did not stop"
   fi
   if ! moto_up; then
     log "starting moto (S3 + SQS) on 127.0.0.1:$IMAGEGRAM_MOTO_PORT"

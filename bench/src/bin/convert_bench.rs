@@ -46,6 +46,29 @@ const INPUTS: &[Input] = &[
         max_rss_mib: Some(64),
         make: |p| jpeg(p, 16_000, 12_000, 92, 30, None),
     },
+    // Progressive: decoded from their DC alone (imagegram's
+    // `convert::progressive`); #22's targets: 4x faster than vips, 128 MiB.
+    Input {
+        name: "JPEG 12000x9000 progressive q90",
+        file: "photo-12000x9000-progressive-q90.jpg",
+        max_ratio: 0.25,
+        max_rss_mib: Some(128),
+        make: |p| progressive(p, 12_000, 9_000, 90, Sampling::Yuv420),
+    },
+    Input {
+        name: "JPEG 16000x12500 progressive 4:4:4 q90",
+        file: "photo-16000x12500-progressive-444-q90.jpg",
+        max_ratio: 0.25,
+        max_rss_mib: Some(128),
+        make: |p| progressive(p, 16_000, 12_500, 90, Sampling::Yuv444),
+    },
+    Input {
+        name: "JPEG 16000x12500 progressive CMYK q30",
+        file: "photo-16000x12500-progressive-cmyk-q30.jpg",
+        max_ratio: 0.25,
+        max_rss_mib: Some(128),
+        make: |p| progressive(p, 16_000, 12_500, 30, Sampling::Cmyk),
+    },
     Input {
         name: "PNG 7680x5120 RGB",
         file: "photo-7680x5120.png",
@@ -313,6 +336,48 @@ fn jpeg(path: &Path, w: u32, h: u32, quality: u8, noise: u32, orientation: Optio
     let mut row = Vec::new();
     for y in 0..h {
         picture_row(w, h, y, noise, 3, &mut row);
+        c.write_scanlines(&row).unwrap();
+    }
+    c.finish().unwrap();
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sampling {
+    Yuv420,
+    Yuv444,
+    Cmyk,
+}
+
+/// A progressive JPEG (libjpeg-turbo's simple progression: DC successive
+/// approximation, spectral selection), as "save for web" writes them.
+fn progressive(path: &Path, w: u32, h: u32, quality: u8, sampling: Sampling) {
+    let space = if sampling == Sampling::Cmyk {
+        mozjpeg::ColorSpace::JCS_CMYK
+    } else {
+        mozjpeg::ColorSpace::JCS_RGB
+    };
+    let mut c = mozjpeg::Compress::new(space);
+    c.set_fastest_defaults();
+    c.set_size(w as usize, h as usize);
+    c.set_quality(f32::from(quality));
+    if sampling == Sampling::Yuv444 {
+        c.set_chroma_sampling_pixel_sizes((1, 1), (1, 1));
+    }
+    c.set_progressive_mode();
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut c = c.start_compress(file).unwrap();
+    let mut row = Vec::new();
+    for y in 0..h {
+        picture_row(w, h, y, 30, 3, &mut row);
+        if sampling == Sampling::Cmyk {
+            // Adobe's inverted CMYK (libjpeg writes the marker): the
+            // picture's complement as C, M, Y, and a K ramp.
+            let k = (255 - y * 96 / h) as u8;
+            row = row
+                .chunks_exact(3)
+                .flat_map(|p| [p[0], p[1], p[2], k])
+                .collect();
+        }
         c.write_scanlines(&row).unwrap();
     }
     c.finish().unwrap();

@@ -7,7 +7,7 @@
 //! the pixels are garbage (a premature end, a bad Huffman code) are made
 //! fatal too, and the rest (extraneous bytes, common in camera files) pass.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use mozjpeg::{ColorSpace, Decompress, Marker};
 use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr};
@@ -16,7 +16,19 @@ use super::{
     Limits, Rejection, STAGE_MIN, Staged, centre_square, check_size, corrupt, orientation_of,
 };
 
-pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rejection> {
+pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged, Rejection> {
+    // The header first, by our own reader: a progressive frame whose
+    // centred square is wide enough is decoded from its DC alone
+    // (`progressive`); everything else goes to libjpeg, which reads the
+    // header's bytes again.
+    let prelude = super::progressive::prelude(&mut input);
+    if let Some(f) = &prelude.frame
+        && f.is_progressive_huffman()
+        && f.width.min(f.height) >= super::progressive::DC_MIN_SIDE
+    {
+        return super::progressive::stage(prelude, input, limits);
+    }
+    let input = std::io::Cursor::new(prelude.bytes).chain(input);
     let bad = |e: std::io::Error| corrupt("JPEG", e);
     let mut d = Decompress::builder()
         .with_err(strict_errors())
@@ -104,7 +116,7 @@ pub(super) fn scale_for(side: u32) -> u32 {
 
 /// CMYK to RGB. Adobe's files (an APP14 "Adobe" marker, which YCCK always
 /// has) store the channels inverted, 255 meaning no ink; others store ink.
-fn cmyk_to_rgb(src: &[u8], inverted: bool, dst: &mut Vec<u8>) {
+pub(super) fn cmyk_to_rgb(src: &[u8], inverted: bool, dst: &mut Vec<u8>) {
     for p in src.chunks_exact(4) {
         let [c, m, y, k] = if inverted {
             [p[0], p[1], p[2], p[3]]

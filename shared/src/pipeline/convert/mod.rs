@@ -27,6 +27,7 @@ mod bmp;
 mod fallback;
 mod jpeg;
 mod png;
+mod progressive;
 mod rows;
 
 use std::io::{BufRead, Read};

@@ -523,3 +523,307 @@ fn output_is_a_baseline_4_2_0_jpeg_with_only_a_jfif_header() {
         .collect();
     assert_eq!(apps, [0xE0]);
 }
+
+/// How a progressive test JPEG is made.
+#[derive(Clone, Copy, Debug)]
+struct Progressive {
+    space: mozjpeg::ColorSpace,
+    /// Stored as YCCK (4 components) or grey (1), else libjpeg's default.
+    store: Option<mozjpeg::ColorSpace>,
+    /// (h, v) of the first component (others 1x1).
+    sampling: (i32, i32),
+    /// MCUs per restart interval, 0 for none.
+    restart: u32,
+    /// libjpeg-turbo's simple progression (DC successive approximation)
+    /// rather than mozjpeg's optimised scans.
+    turbo: bool,
+}
+
+impl Progressive {
+    fn ycc(sampling: (i32, i32)) -> Self {
+        Progressive {
+            space: mozjpeg::ColorSpace::JCS_RGB,
+            store: None,
+            sampling,
+            restart: 0,
+            turbo: true,
+        }
+    }
+}
+
+/// A progressive JPEG through libjpeg's own C API (the crate's encoder
+/// sets neither restart intervals nor sampling of every kind).
+fn progressive_jpeg(p: Progressive, w: u32, h: u32, pixels: &[u8]) -> Vec<u8> {
+    use mozjpeg::ColorSpaceExt;
+    use mozjpeg_sys::*;
+    // SAFETY: the libjpeg compression sequence, single-threaded; the output
+    // buffer is libjpeg's (malloc) and freed after it is copied.
+    unsafe {
+        let mut err: jpeg_error_mgr = std::mem::zeroed();
+        let mut c: jpeg_compress_struct = std::mem::zeroed();
+        c.common.err = jpeg_std_error(&mut err);
+        jpeg_create_compress(&mut c);
+        let mut out: *mut u8 = std::ptr::null_mut();
+        let mut size: std::os::raw::c_ulong = 0;
+        jpeg_mem_dest(&mut c, &mut out, &mut size);
+        c.image_width = w;
+        c.image_height = h;
+        c.in_color_space = p.space;
+        c.input_components = p.space.num_components() as i32;
+        if p.turbo {
+            jpeg_c_set_int_param(
+                &mut c,
+                J_INT_PARAM::JINT_COMPRESS_PROFILE,
+                JCP_FASTEST as i32,
+            );
+        }
+        jpeg_set_defaults(&mut c);
+        if let Some(s) = p.store {
+            jpeg_set_colorspace(&mut c, s);
+        }
+        // Coarse DC steps (27 for luma), so a lost refinement bit shows.
+        jpeg_set_quality(&mut c, 30, 1);
+        let comps = std::slice::from_raw_parts_mut(c.comp_info, c.num_components as usize);
+        for (i, comp) in comps.iter_mut().enumerate() {
+            (comp.h_samp_factor, comp.v_samp_factor) = if i == 0 { p.sampling } else { (1, 1) };
+        }
+        c.restart_interval = p.restart;
+        jpeg_simple_progression(&mut c);
+        jpeg_start_compress(&mut c, 1);
+        let stride = (w as usize) * c.input_components as usize;
+        for row in pixels.chunks_exact(stride) {
+            let rows = [row.as_ptr()];
+            jpeg_write_scanlines(&mut c, rows.as_ptr(), 1);
+        }
+        jpeg_finish_compress(&mut c);
+        let bytes = std::slice::from_raw_parts(out, size as usize).to_vec();
+        jpeg_destroy_compress(&mut c);
+        libc_free(out.cast());
+        bytes
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "free"]
+    fn libc_free(p: *mut std::ffi::c_void);
+}
+
+/// libjpeg's own 1/8-scale picture (box upsampling, as the DC path does),
+/// as RGB.
+fn libjpeg_eighth(jpeg: &[u8]) -> RgbImage {
+    let mut d = mozjpeg::Decompress::new_mem(jpeg).unwrap();
+    d.scale(1);
+    d.do_fancy_upsampling(false);
+    let cmyk = matches!(
+        d.color_space(),
+        mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK
+    );
+    let adobe = jpeg.windows(5).any(|w| w == b"Adobe");
+    let mut started = if cmyk {
+        d.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK).unwrap()
+    } else {
+        d.rgb().unwrap()
+    };
+    let (w, h) = (started.width() as u32, started.height() as u32);
+    let raw: Vec<u8> = started.read_scanlines().unwrap();
+    let rgb = if cmyk {
+        let mut out = Vec::new();
+        jpeg::cmyk_to_rgb(&raw, adobe, &mut out);
+        out
+    } else {
+        raw
+    };
+    RgbImage::from_raw(w, h, rgb).unwrap()
+}
+
+/// The DC path's 1/8 picture of a square JPEG (its centred square is all
+/// of it).
+fn dc_eighth(jpeg: &[u8]) -> Result<RgbImage, Rejection> {
+    let mut input = jpeg;
+    let prelude = progressive::prelude(&mut input);
+    assert!(
+        prelude
+            .frame
+            .as_ref()
+            .is_some_and(|f| f.is_progressive_huffman()),
+        "not a progressive JPEG"
+    );
+    let staged = progressive::stage(prelude, input, &Limits::default())?;
+    Ok(RgbImage::from_raw(staged.width, staged.height, staged.rgb).unwrap())
+}
+
+#[test]
+fn progressive_dc_decoding_matches_libjpegs_own_eighth_scale() {
+    let (w, h) = (301u32, 301u32);
+    let rgb = photo_like(w, h);
+    let cmyk: Vec<u8> = rgb
+        .pixels()
+        .flat_map(|p| [p[0], p[1], p[2], 255 - p[0] / 2])
+        .collect();
+    let grey: Vec<u8> = rgb.pixels().map(|p| p[1]).collect();
+    let cases: Vec<(&str, Progressive, &[u8])> = vec![
+        ("4:2:0", Progressive::ycc((2, 2)), rgb.as_raw()),
+        ("4:4:4", Progressive::ycc((1, 1)), rgb.as_raw()),
+        ("4:2:2", Progressive::ycc((2, 1)), rgb.as_raw()),
+        ("4:4:0", Progressive::ycc((1, 2)), rgb.as_raw()),
+        (
+            "4:2:0 mozjpeg scans",
+            Progressive {
+                turbo: false,
+                ..Progressive::ycc((2, 2))
+            },
+            rgb.as_raw(),
+        ),
+        (
+            "4:2:0 restart every MCU",
+            Progressive {
+                restart: 1,
+                ..Progressive::ycc((2, 2))
+            },
+            rgb.as_raw(),
+        ),
+        (
+            "4:4:4 restart every 7",
+            Progressive {
+                restart: 7,
+                ..Progressive::ycc((1, 1))
+            },
+            rgb.as_raw(),
+        ),
+        (
+            "grey",
+            Progressive {
+                space: mozjpeg::ColorSpace::JCS_GRAYSCALE,
+                sampling: (1, 1),
+                ..Progressive::ycc((1, 1))
+            },
+            &grey,
+        ),
+        (
+            "CMYK",
+            Progressive {
+                space: mozjpeg::ColorSpace::JCS_CMYK,
+                sampling: (1, 1),
+                ..Progressive::ycc((1, 1))
+            },
+            &cmyk,
+        ),
+        (
+            "YCCK 4:2:0",
+            Progressive {
+                space: mozjpeg::ColorSpace::JCS_CMYK,
+                store: Some(mozjpeg::ColorSpace::JCS_YCCK),
+                ..Progressive::ycc((2, 2))
+            },
+            &cmyk,
+        ),
+    ];
+    for (name, p, pixels) in cases {
+        let jpeg = progressive_jpeg(p, w, h, pixels);
+        let ours = dc_eighth(&jpeg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let theirs = libjpeg_eighth(&jpeg);
+        assert_eq!(ours.dimensions(), theirs.dimensions(), "{name}");
+        let worst = ours
+            .as_raw()
+            .iter()
+            .zip(theirs.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        if p.sampling == (1, 1) {
+            // The same numbers: each block's mean, colour-converted.
+            assert!(worst <= 2, "{name}: a sample differs by {worst}");
+        } else {
+            // libjpeg scales subsampled chroma up by a 2x2 IDCT (its AC
+            // terms); from DC alone it repeats over the blocks it covers.
+            let db = psnr(&ours, &theirs);
+            assert!(
+                db >= 40.0 && worst <= 24,
+                "{name}: PSNR {db:.1} dB, worst {worst}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hostile_progressive_files_are_refused_never_a_crash() {
+    let (w, h) = (301u32, 301u32);
+    let jpeg = progressive_jpeg(Progressive::ycc((2, 2)), w, h, photo_like(w, h).as_raw());
+    let dc = |bytes: &[u8]| {
+        std::panic::catch_unwind(|| {
+            let mut input = bytes;
+            let prelude = progressive::prelude(&mut input);
+            prelude
+                .frame
+                .as_ref()
+                .is_some_and(|f| f.is_progressive_huffman())
+                .then(|| {
+                    progressive::stage(prelude, input, &Limits::default()).map(|s| s.rgb.len())
+                })
+        })
+        .expect("no panic")
+    };
+    assert!(matches!(dc(&jpeg), Some(Ok(_))));
+    // Truncated anywhere: refused (the header cut short is libjpeg's).
+    for cut in (2..jpeg.len() - 1).step_by(97) {
+        assert!(!matches!(dc(&jpeg[..cut]), Some(Ok(_))), "cut at {cut}");
+    }
+    // A scan that never ends: the first scan's data runs to the end of
+    // the file.
+    let sos = jpeg.windows(2).position(|m| m == [0xFF, 0xDA]).unwrap();
+    let endless: Vec<u8> = jpeg[..sos + 200]
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0x55, 100_000))
+        .collect();
+    let r = dc(&endless);
+    assert!(
+        matches!(&r, Some(Err(e)) if e.0.contains("premature end")),
+        "{r:?}"
+    );
+    // A bad Huffman code: sixteen 1-bits (stuffed 0xFF bytes) where the
+    // first DC difference should be.
+    let len = usize::from(u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]));
+    let data = sos + 2 + len;
+    let mut bad = jpeg.clone();
+    bad.splice(data..data + 4, [0xFF, 0x00, 0xFF, 0x00]);
+    let r = dc(&bad);
+    assert!(
+        matches!(&r, Some(Err(e)) if e.0.contains("Huffman")),
+        "{r:?}"
+    );
+    // A header that lies about its size: 4000x4000 claimed, 301x301 there.
+    let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC2]).unwrap();
+    let mut liar = jpeg.clone();
+    liar[sof + 5..sof + 9].copy_from_slice(&[0x0F, 0xA0, 0x0F, 0xA0]);
+    let r = dc(&liar);
+    assert!(matches!(&r, Some(Err(_))), "{r:?}");
+    // No DC scan at all for a component.
+    let mut no_dc = jpeg.clone();
+    no_dc[sos + 5] = 0x11;
+    assert!(!matches!(dc(&no_dc), Some(Ok(_))));
+}
+
+#[test]
+fn big_progressive_jpegs_take_the_dc_path_and_match_a_full_resolution_reference() {
+    let (w, h) = (6400u32, 4800u32);
+    let full = photo_like(w, h);
+    for p in [
+        Progressive::ycc((2, 2)),
+        Progressive {
+            restart: 4,
+            ..Progressive::ycc((1, 1))
+        },
+    ] {
+        let jpeg = progressive_jpeg(p, w, h, full.as_raw());
+        // The DC path is the one taken: its 1/8 square is 600 wide.
+        let mut input = &jpeg[..];
+        let prelude = progressive::prelude(&mut input);
+        let staged = progressive::stage(prelude, input, &Limits::default()).unwrap();
+        assert_eq!((staged.width, staged.height), (600, 600));
+        let ours = decode(&convert(&jpeg, &Limits::default()).unwrap());
+        let want = reference(&image::load_from_memory(&jpeg).unwrap().into_rgb8());
+        let db = psnr(&ours, &want);
+        assert!(db >= 30.0, "{p:?}: PSNR {db:.1} dB");
+    }
+}
