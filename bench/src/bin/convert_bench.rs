@@ -53,21 +53,21 @@ const INPUTS: &[Input] = &[
         file: "photo-12000x9000-progressive-q90.jpg",
         max_ratio: 0.25,
         max_rss_mib: Some(128),
-        make: |p| progressive(p, 12_000, 9_000, 90, Sampling::Yuv420),
+        make: |p| progressive(p, 12_000, 9_000, 90, 30, Sampling::Yuv420),
     },
     Input {
         name: "JPEG 16000x12500 progressive 4:4:4 q90",
         file: "photo-16000x12500-progressive-444-q90.jpg",
         max_ratio: 0.25,
         max_rss_mib: Some(128),
-        make: |p| progressive(p, 16_000, 12_500, 90, Sampling::Yuv444),
+        make: |p| progressive(p, 16_000, 12_500, 90, 10, Sampling::Yuv444),
     },
     Input {
         name: "JPEG 16000x12500 progressive CMYK q30",
         file: "photo-16000x12500-progressive-cmyk-q30.jpg",
         max_ratio: 0.25,
         max_rss_mib: Some(128),
-        make: |p| progressive(p, 16_000, 12_500, 30, Sampling::Cmyk),
+        make: |p| progressive(p, 16_000, 12_500, 30, 30, Sampling::Cmyk),
     },
     Input {
         name: "PNG 7680x5120 RGB",
@@ -350,7 +350,8 @@ enum Sampling {
 
 /// A progressive JPEG (libjpeg-turbo's simple progression: DC successive
 /// approximation, spectral selection), as "save for web" writes them.
-fn progressive(path: &Path, w: u32, h: u32, quality: u8, sampling: Sampling) {
+/// Noise is chosen to keep each file within the API's 100 MiB.
+fn progressive(path: &Path, w: u32, h: u32, quality: u8, noise: u32, sampling: Sampling) {
     let space = if sampling == Sampling::Cmyk {
         mozjpeg::ColorSpace::JCS_CMYK
     } else {
@@ -368,7 +369,7 @@ fn progressive(path: &Path, w: u32, h: u32, quality: u8, sampling: Sampling) {
     let mut c = c.start_compress(file).unwrap();
     let mut row = Vec::new();
     for y in 0..h {
-        picture_row(w, h, y, 30, 3, &mut row);
+        picture_row(w, h, y, noise, 3, &mut row);
         if sampling == Sampling::Cmyk {
             // Adobe's inverted CMYK (libjpeg writes the marker): the
             // picture's complement as C, M, Y, and a K ramp.

@@ -8,7 +8,10 @@
 //! size, never the full resolution:
 //!
 //! - JPEG ([`jpeg`]): libjpeg-turbo decodes at 1/8, 1/4, ... scale in the DCT
-//!   domain, and rows past the centred square are never decoded.
+//!   domain, and rows past the centred square are never decoded. A
+//!   progressive JPEG whose centred square is at least 4800 wide is decoded
+//!   from its DC coefficients alone ([`progressive`]): libjpeg would keep
+//!   every coefficient of it.
 //! - PNG ([`png`]) and BMP ([`bmp`]): rows are decoded one at a time and
 //!   box-averaged as they arrive ([`rows::Shrinker`]), so memory is one row
 //!   plus the staged image whatever the input's size. Interlaced PNGs and

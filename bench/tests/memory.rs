@@ -1,0 +1,206 @@
+//! Peak memory of the converter (`imagegram-convert`, the Lambda's engine
+//! on a file) on inputs at the contract's limits, measured on the process
+//! (its own `ru_maxrss`), not timed: #22's bound is 128 MiB.
+//!
+//! The progressive inputs are written here, byte by byte, at 16000x12500
+//! (200 MP): DC scans of all-zero differences (a one-code Huffman table),
+//! a DC refinement scan, restart markers, and an AC scan of junk the
+//! decoder must skip. Small files (a few MB) that a real encoder would
+//! need gigabytes to write; what they cost to convert is what a photo of
+//! that size and layout costs, since the DC path reads the same blocks.
+
+use std::path::Path;
+use std::process::Command;
+
+const LIMIT_MIB: u64 = 128;
+
+struct Layout {
+    name: &'static str,
+    /// (id, h, v) of each component.
+    components: &'static [(u8, u8, u8)],
+    adobe: Option<u8>,
+}
+
+const LAYOUTS: &[Layout] = &[
+    Layout {
+        name: "4:2:0",
+        components: &[(1, 2, 2), (2, 1, 1), (3, 1, 1)],
+        adobe: None,
+    },
+    Layout {
+        name: "4:4:4",
+        components: &[(1, 1, 1), (2, 1, 1), (3, 1, 1)],
+        adobe: None,
+    },
+    Layout {
+        name: "CMYK",
+        components: &[(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1)],
+        adobe: Some(0),
+    },
+    Layout {
+        name: "YCCK",
+        components: &[(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1)],
+        adobe: Some(2),
+    },
+];
+
+fn segment(out: &mut Vec<u8>, marker: u8, payload: &[u8]) {
+    out.extend([0xFF, marker]);
+    out.extend(((payload.len() + 2) as u16).to_be_bytes());
+    out.extend(payload);
+}
+
+/// Bits MSB first, with JPEG's byte stuffing and restart markers.
+struct Writer {
+    out: Vec<u8>,
+    acc: u8,
+    n: u8,
+}
+
+impl Writer {
+    fn bit(&mut self, b: bool) {
+        self.acc = self.acc << 1 | u8::from(b);
+        self.n += 1;
+        if self.n == 8 {
+            self.out.push(self.acc);
+            if self.acc == 0xFF {
+                self.out.push(0);
+            }
+            (self.acc, self.n) = (0, 0);
+        }
+    }
+
+    /// Pads the byte with 1-bits.
+    fn align(&mut self) {
+        while self.n != 0 {
+            self.bit(true);
+        }
+    }
+}
+
+/// A DC scan's data: one 0-bit a block (the only code: difference 0, or
+/// a refinement bit of 0), RSTn after every `restart` MCUs.
+fn dc_data(out: &mut Vec<u8>, mcus: usize, blocks_per_mcu: usize, restart: usize) {
+    let mut w = Writer {
+        out: std::mem::take(out),
+        acc: 0,
+        n: 0,
+    };
+    for m in 0..mcus {
+        if m > 0 && m % restart == 0 {
+            w.align();
+            w.out.extend([0xFF, 0xD0 + ((m / restart - 1) % 8) as u8]);
+        }
+        for _ in 0..blocks_per_mcu {
+            w.bit(false);
+        }
+    }
+    w.align();
+    *out = w.out;
+}
+
+fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, junk: usize) -> Vec<u8> {
+    let mut f = vec![0xFF, 0xD8];
+    if let Some(t) = l.adobe {
+        segment(
+            &mut f,
+            0xEE,
+            &[b'A', b'd', b'o', b'b', b'e', 0, 100, 0, 0, 0, 0, t],
+        );
+    }
+    let mut dqt = vec![0u8];
+    dqt.extend([8u8; 64]);
+    segment(&mut f, 0xDB, &dqt);
+    // DC table 0: one code, "0", for difference category 0.
+    let mut dht = vec![0x00, 1];
+    dht.extend([0u8; 15]);
+    dht.push(0);
+    segment(&mut f, 0xC4, &dht);
+    segment(&mut f, 0xDD, &restart.to_be_bytes());
+    let mut sof = vec![8];
+    sof.extend(height.to_be_bytes());
+    sof.extend(width.to_be_bytes());
+    sof.push(l.components.len() as u8);
+    for &(id, h, v) in l.components {
+        sof.extend([id, h << 4 | v, 0]);
+    }
+    segment(&mut f, 0xC2, &sof);
+    let (hmax, vmax) = l
+        .components
+        .iter()
+        .fold((1, 1), |(a, b), &(_, h, v)| (a.max(h), b.max(v)));
+    let mcus = usize::from(width).div_ceil(8 * usize::from(hmax))
+        * usize::from(height).div_ceil(8 * usize::from(vmax));
+    let blocks_per_mcu: usize = l
+        .components
+        .iter()
+        .map(|&(_, h, v)| usize::from(h) * usize::from(v))
+        .sum();
+    let dc_scan = |f: &mut Vec<u8>, ah_al: u8| {
+        let mut sos = vec![l.components.len() as u8];
+        for &(id, _, _) in l.components {
+            sos.extend([id, 0x00]);
+        }
+        sos.extend([0, 0, ah_al]);
+        segment(f, 0xDA, &sos);
+        dc_data(f, mcus, blocks_per_mcu, usize::from(restart));
+    };
+    // First DC scan (Al = 1), an AC scan to skip, the DC refinement.
+    dc_scan(&mut f, 0x01);
+    segment(&mut f, 0xDA, &[1, l.components[0].0, 0x00, 1, 63, 0x00]);
+    f.extend(std::iter::repeat_n(0x55u8, junk));
+    dc_scan(&mut f, 0x10);
+    f.extend([0xFF, 0xD9]);
+    f
+}
+
+/// Runs the converter on `input`; its exit status and peak RSS in KiB.
+fn convert(input: &Path, output: &Path) -> (bool, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_imagegram-convert"))
+        .arg(input)
+        .arg(output)
+        .spawn()
+        .expect("imagegram-convert runs");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waits for our own child once (std's handle never waits on it)
+    // and reads its rusage, which wait4 fills in.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut usage), pid);
+        usage
+    };
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as u64)
+}
+
+#[test]
+fn progressive_jpegs_at_the_pixel_limit_convert_within_128_mib() {
+    let dir = std::env::temp_dir().join(format!("imagegram-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for l in LAYOUTS {
+        // 16000x12500 = 200 MP, the limit; restarts every 37 MCUs; 8 MB of
+        // AC data to skip.
+        let bytes = synthetic(l, 16_000, 12_500, 37, 8 << 20);
+        let input = dir.join(format!("{}.jpg", l.name.replace(':', "")));
+        std::fs::write(&input, &bytes).unwrap();
+        let output = dir.join("out.jpg");
+        let (ok, kib) = convert(&input, &output);
+        assert!(ok, "{}: the conversion failed", l.name);
+        let out = image::open(&output).unwrap().into_rgb8();
+        assert_eq!(out.dimensions(), (600, 600), "{}", l.name);
+        println!(
+            "{}: {} KiB ({:.1} MiB) peak RSS",
+            l.name,
+            kib,
+            kib as f64 / 1024.0
+        );
+        assert!(
+            kib <= LIMIT_MIB * 1024,
+            "{}: peak RSS {} MiB, over {LIMIT_MIB} MiB",
+            l.name,
+            kib / 1024
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
