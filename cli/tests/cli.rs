@@ -164,6 +164,11 @@ async fn post_uploads_in_parallel_parts_and_prints_the_published_post() {
     assert_eq!(post["caption"], "hi");
     let img = app.fetch_image(&post).await;
     assert_eq!(img.dimensions(), (600, 600));
+    // --json carries the post's placeholder.
+    imagegram_tests::images::assert_thumbhash_of(
+        post["thumbhash"].as_str().expect("thumbhash in --json"),
+        &img,
+    );
     let id = post["id"].as_str().unwrap();
     assert_eq!(original_md5(&app, id).await, md5_of(&bytes));
     let (sent, total, skipped, _, _) = summary(&o);

@@ -87,7 +87,13 @@ pub async fn post(store: &MySqlStore, f: &PostFixture<'_>) -> Result<PostId, Err
         PostStatus::Published => {
             let image_key = f.id.converted_key();
             store
-                .finish(f.id, &Outcome::Published { image_key })
+                .finish(
+                    f.id,
+                    &Outcome::Published {
+                        image_key,
+                        thumbhash: None,
+                    },
+                )
                 .await?;
         }
         PostStatus::Failed => {

@@ -114,8 +114,16 @@ pub struct CommentsPosition {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    Published { image_key: String },
-    Failed { reason: String },
+    Published {
+        image_key: String,
+        /// The image's ThumbHash (base64); absent in results of older
+        /// converters and where it is not known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thumbhash: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Largest image accepted, declared or actual: 100 MiB.
@@ -367,6 +375,9 @@ pub struct Post {
     pub last_comments: Vec<Comment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The image's ThumbHash (base64), a placeholder to show while it
+    /// loads; null until published.
+    pub thumbhash: Option<String>,
 }
 
 #[cfg(test)]

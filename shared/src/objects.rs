@@ -228,9 +228,9 @@ mod pipeline_adapter {
     use aws_sdk_s3::primitives::ByteStream;
     use tokio_util::io::SyncIoBridge;
 
-    use super::{DECLARED_SIZE, Head, S3Objects, SOURCE_ETAG, s3_error};
+    use super::{DECLARED_SIZE, Head, S3Objects, SOURCE_ETAG, THUMBHASH, s3_error};
     use crate::Error;
-    use crate::pipeline::ports::{ConvertedImages, ObjectHead, Originals};
+    use crate::pipeline::ports::{ConvertedImages, ObjectHead, Originals, Provenance};
 
     impl Originals for S3Objects {
         async fn head(&self, key: &str) -> Result<Option<ObjectHead>, Error> {
@@ -274,9 +274,14 @@ mod pipeline_adapter {
         /// not 404, for a missing key) the answer is "not converted yet",
         /// and the conversion runs: its PutObject overwrites, which is
         /// harmless.
-        async fn source_of(&self, key: &str) -> Result<Option<String>, Error> {
+        async fn source_of(&self, key: &str) -> Result<Option<Provenance>, Error> {
             Ok(match self.head_object(key).await? {
-                Head::Found(h) => h.metadata().and_then(|m| m.get(SOURCE_ETAG)).cloned(),
+                Head::Found(h) => h.metadata().and_then(|m| {
+                    Some(Provenance {
+                        source_etag: m.get(SOURCE_ETAG)?.clone(),
+                        thumbhash: m.get(THUMBHASH).cloned(),
+                    })
+                }),
                 Head::Missing => None,
                 Head::Refused => {
                     tracing::warn!(
@@ -289,15 +294,19 @@ mod pipeline_adapter {
             })
         }
 
-        async fn store(&self, key: &str, jpeg: Vec<u8>, source_etag: &str) -> Result<(), Error> {
-            self.client
+        async fn store(&self, key: &str, jpeg: Vec<u8>, made: &Provenance) -> Result<(), Error> {
+            let mut put = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
                 .content_type("image/jpeg")
                 .cache_control("public, max-age=31536000, immutable")
-                .metadata(SOURCE_ETAG, source_etag)
-                .body(ByteStream::from(jpeg))
+                .metadata(SOURCE_ETAG, &made.source_etag);
+            if let Some(t) = &made.thumbhash {
+                put = put.metadata(THUMBHASH, t);
+            }
+            put.body(ByteStream::from(jpeg))
                 .send()
                 .await
                 .map_err(s3_error)?;
@@ -321,6 +330,9 @@ enum Head {
 /// Metadata on a converted image: the ETag of its original.
 #[cfg(feature = "pipeline")]
 const SOURCE_ETAG: &str = "source-etag";
+/// Metadata on a converted image: its ThumbHash (base64).
+#[cfg(feature = "pipeline")]
+const THUMBHASH: &str = "thumbhash";
 
 /// S3 errors that mean "try again later" rather than "this is wrong".
 pub(crate) fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> Error

@@ -149,11 +149,20 @@ async fn every_converter_event_file_runs_through_the_converter() {
         .send()
         .await
         .unwrap();
-    let bodies: Vec<serde_json::Value> = received
+    let mut bodies: Vec<serde_json::Value> = received
         .messages()
         .iter()
         .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
         .collect();
+    // The placeholder of the (solid red) image it made.
+    let hash = bodies
+        .first_mut()
+        .and_then(|b| b.as_object_mut()?.remove("thumbhash"))
+        .expect("the result carries the thumbhash");
+    imagegram_tests::images::assert_thumbhash_of(
+        hash.as_str().unwrap(),
+        &imagegram_tests::images::bands(600, 600, &[[200, 10, 10]]),
+    );
     assert_eq!(
         bodies,
         [serde_json::json!({ "post_id": POST, "outcome": "published",

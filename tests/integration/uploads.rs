@@ -46,6 +46,12 @@ async fn an_image_of_several_parts_is_uploaded_and_published() {
     assert_eq!(done["status"], "published", "{done}");
     let img = app.fetch_image(&done).await;
     assert_eq!(img.dimensions(), (600, 600));
+    // Its placeholder: a ThumbHash that decodes to a square preview of the
+    // image's average colour.
+    let hash = done["thumbhash"]
+        .as_str()
+        .expect("a published post's thumbhash");
+    imagegram_tests::images::assert_thumbhash_of(hash, &img);
     // The original is kept as uploaded.
     let original = app
         .s3

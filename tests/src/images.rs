@@ -156,3 +156,34 @@ pub fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
     jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
     jpeg
 }
+
+/// Holds a post's `thumbhash` to what the contract promises: base64 of a
+/// ThumbHash that decodes to a square preview whose average colour is the
+/// served image's.
+pub fn assert_thumbhash_of(base64_hash: &str, image: &RgbImage) {
+    use base64::Engine as _;
+    let hash = base64::engine::general_purpose::STANDARD
+        .decode(base64_hash)
+        .unwrap_or_else(|e| panic!("thumbhash {base64_hash:?} is not base64: {e}"));
+    let (w, h, rgba) = thumbhash::thumb_hash_to_rgba(&hash)
+        .unwrap_or_else(|()| panic!("thumbhash {base64_hash:?} does not decode"));
+    assert_eq!(w, h, "a square preview");
+    let mut preview = [0f64; 3];
+    for p in rgba.chunks_exact(4) {
+        for c in 0..3 {
+            preview[c] += f64::from(p[c]) / (w * h) as f64;
+        }
+    }
+    let mut served = [0f64; 3];
+    for p in image.pixels() {
+        for c in 0..3 {
+            served[c] += f64::from(p[c]) / f64::from(image.width() * image.height());
+        }
+    }
+    for c in 0..3 {
+        assert!(
+            (preview[c] - served[c]).abs() <= 6.0,
+            "average colour: preview {preview:?}, image {served:?}"
+        );
+    }
+}

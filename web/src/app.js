@@ -1,6 +1,7 @@
 // Imagegram in the browser: sign in, the feed (more on scroll), post a
 // photo (resumable upload), comment, delete one's own comments.
 
+import { thumbHashToDataURL } from "thumbhash";
 import { Api, ApiError, acceptedTypes, sleep } from "./api.js";
 import { Upload, accept, forgetUpload, savedUpload } from "./upload.js";
 
@@ -117,6 +118,26 @@ function el(tag, props = {}, ...children) {
   return e;
 }
 
+/**
+ * A post's image, its ThumbHash shown behind it (a blurred preview of the
+ * right colours) until the JPEG has loaded.
+ */
+function postImage(post, alt, extra = {}) {
+  const img = el("img", { src: post.image_url, alt, width: 600, height: 600, ...extra });
+  if (post.thumbhash) {
+    try {
+      const bytes = Uint8Array.from(atob(post.thumbhash), (ch) => ch.charCodeAt(0));
+      img.style.backgroundImage = `url(${thumbHashToDataURL(bytes)})`;
+      img.style.backgroundSize = "cover";
+      img.dataset.placeholder = "thumbhash";
+      img.addEventListener("load", () => (img.style.backgroundImage = ""), { once: true });
+    } catch {
+      // A placeholder that does not decode: the image alone.
+    }
+  }
+  return img;
+}
+
 function commentItem(post, c) {
   const li = el("li", { className: "comment" }, el("strong", {}, c.author), ": ", el("span", {}, c.content));
   li.dataset.id = c.id;
@@ -141,7 +162,7 @@ function postCard(p) {
   const li = el("li", { className: "post" });
   li.dataset.id = p.id;
   if (p.image_url) {
-    li.append(el("img", { src: p.image_url, alt: p.caption || "A photo", width: 600, height: 600, loading: "lazy" }));
+    li.append(postImage(p, p.caption || "A photo", { loading: "lazy" }));
   }
   li.append(
     el("p", { className: "caption" }, p.caption),
@@ -268,7 +289,7 @@ async function runUpload(file, caption, saved) {
     }
     if (post.status === "published") {
       status("Published.");
-      $("result").replaceChildren(el("img", { src: post.image_url, alt: post.caption || "Your photo", width: 600, height: 600 }));
+      $("result").replaceChildren(postImage(post, post.caption || "Your photo"));
       reloadFeed();
     } else {
       status(`The photo was not published: ${post.failure_reason}`, true);

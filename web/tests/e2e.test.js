@@ -73,6 +73,12 @@ async function newestPostOf(user) {
 
 test("a 30 MB photo is posted through the page and appears in the feed at 600x600", async () => {
   const { context, page } = await signedIn("web-alice");
+  // The served image arrives slowly, so its placeholder shows first.
+  let slowImage = true;
+  await page.route(/\/converted\//, async (route) => {
+    if (slowImage) await new Promise((r) => setTimeout(r, 2000));
+    return route.continue().catch(() => {});
+  });
   await page.setInputFiles("#file", BIG_JPEG);
   await page.getByLabel("Caption").fill("From the browser");
   await page.getByRole("button", { name: "Post" }).click();
@@ -86,9 +92,17 @@ test("a 30 MB photo is posted through the page and appears in the feed at 600x60
   await waitForStatus(page, "Published.");
   const img = page.locator("#result img");
   await img.waitFor();
+  // While the JPEG loads: the post's ThumbHash as the image's background.
+  const placeholder = await img.evaluate((i) => [i.dataset.placeholder, i.complete, i.style.backgroundImage]);
+  assert.equal(placeholder[0], "thumbhash");
+  assert.equal(placeholder[1], false, "still loading");
+  assert.match(placeholder[2], /^url\("data:image\/png;base64,/);
+  slowImage = false;
   const size = await img.evaluate((i) => new Promise((ok) => (i.complete ? ok([i.naturalWidth, i.naturalHeight]) : (i.onload = () => ok([i.naturalWidth, i.naturalHeight])))));
   assert.deepEqual(size, [600, 600]);
+  assert.equal(await img.evaluate((i) => i.style.backgroundImage), "", "the placeholder goes once loaded");
   const post = await newestPostOf("web-alice");
+  assert.ok(post.thumbhash, "a published post has its thumbhash");
   assert.equal(post.caption, "From the browser");
   await page.locator(`#posts li[data-id="${post.id}"] img`).waitFor();
   assert.equal(await originalMd5(post.id), fileMd5(BIG_JPEG), "byte-identical in S3");

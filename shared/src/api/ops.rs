@@ -196,6 +196,7 @@ pub(super) async fn views<S: Posts, O: ObjectStore>(
             comment_count: p.comment_count,
             last_comments: p.last_comments.into_iter().map(comment_view).collect(),
             failure_reason: p.failure_reason.filter(|_| p.status == PostStatus::Failed),
+            thumbhash: p.thumbhash.filter(|_| p.status == PostStatus::Published),
         });
     }
     Ok(posts)

@@ -16,7 +16,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 
 use super::convert::{self, Limits};
 use super::messages::{self, Body, ConversionResult};
-pub use super::ports::{ConvertedImages, ObjectHead, Originals, Results};
+pub use super::ports::{ConvertedImages, ObjectHead, Originals, Provenance, Results};
 use crate::Error;
 use crate::domain::{MAX_IMAGE_BYTES, Outcome, PostId};
 
@@ -95,7 +95,7 @@ impl<S: Originals + ConvertedImages, R: Results> super::Process for Converter<S,
             tracing::Span::current().record("post_id", tracing::field::display(post));
             let outcome = self.convert(post, &key).await?;
             match &outcome {
-                Outcome::Published { image_key } => tracing::info!(image_key, "converted"),
+                Outcome::Published { image_key, .. } => tracing::info!(image_key, "converted"),
                 Outcome::Failed { reason } => tracing::info!(reason, "refused"),
             }
             self.results
@@ -145,9 +145,14 @@ impl<S: Originals + ConvertedImages, R: Results> Converter<S, R> {
         let image_key = post.converted_key();
         // A repeated event (S3 delivers at least once; moto twice per
         // multipart upload) finds its work done.
-        if self.objects.source_of(&image_key).await?.as_deref() == Some(head.etag.as_str()) {
+        if let Some(made) = self.objects.source_of(&image_key).await?
+            && made.source_etag == head.etag
+        {
             tracing::info!("already converted from this original");
-            return Ok(Outcome::Published { image_key });
+            return Ok(Outcome::Published {
+                image_key,
+                thumbhash: made.thumbhash,
+            });
         }
         let body = self.objects.open(key, &head.etag).await?;
         // The decoders read synchronously on a blocking thread, pulling the
@@ -180,8 +185,12 @@ impl<S: Originals + ConvertedImages, R: Results> Converter<S, R> {
             }
             Err(e) => return Err(Error::internal(e)),
         };
+        let made = Provenance {
+            source_etag: head.etag.clone(),
+            thumbhash: Some(converted.thumbhash),
+        };
         self.objects
-            .store(&image_key, converted.jpeg, &head.etag)
+            .store(&image_key, converted.jpeg, &made)
             .await?;
         crate::metrics::conversion(
             converted.format,
@@ -190,7 +199,10 @@ impl<S: Originals + ConvertedImages, R: Results> Converter<S, R> {
             head.size,
             Some(converted.pixels),
         );
-        Ok(Outcome::Published { image_key })
+        Ok(Outcome::Published {
+            image_key,
+            thumbhash: made.thumbhash,
+        })
     }
 }
 
@@ -277,7 +289,7 @@ mod tests {
     #[derive(Default)]
     struct Bucket {
         originals: Mutex<HashMap<String, (Vec<u8>, String)>>,
-        converted: Mutex<HashMap<String, (Vec<u8>, String)>>,
+        converted: Mutex<HashMap<String, (Vec<u8>, Provenance)>>,
         /// Fail every call with a transient error.
         down: bool,
         /// Downloads break after this many bytes.
@@ -335,22 +347,22 @@ mod tests {
     }
 
     impl ConvertedImages for Bucket {
-        async fn source_of(&self, key: &str) -> Result<Option<String>, Error> {
+        async fn source_of(&self, key: &str) -> Result<Option<Provenance>, Error> {
             self.check()?;
             Ok(self
                 .converted
                 .lock()
                 .unwrap()
                 .get(key)
-                .map(|(_, e)| e.clone()))
+                .map(|(_, made)| made.clone()))
         }
 
-        async fn store(&self, key: &str, jpeg: Vec<u8>, source_etag: &str) -> Result<(), Error> {
+        async fn store(&self, key: &str, jpeg: Vec<u8>, made: &Provenance) -> Result<(), Error> {
             self.check()?;
             self.converted
                 .lock()
                 .unwrap()
-                .insert(key.into(), (jpeg, source_etag.into()));
+                .insert(key.into(), (jpeg, made.clone()));
             Ok(())
         }
     }
@@ -414,7 +426,11 @@ mod tests {
         assert_eq!(
             sent[0].outcome,
             Outcome::Published {
-                image_key: post.converted_key()
+                image_key: post.converted_key(),
+                thumbhash: c.objects.converted.lock().unwrap()[&post.converted_key()]
+                    .1
+                    .thumbhash
+                    .clone(),
             }
         );
         assert_eq!(
@@ -422,8 +438,11 @@ mod tests {
             Some("2026-11-26T10:00:00.000Z")
         );
         let stored = c.objects.converted.lock().unwrap()[&post.converted_key()].clone();
-        assert_eq!(stored.1, "\"etag-1\"");
+        assert_eq!(stored.1.source_etag, "\"etag-1\"");
         assert_eq!(&stored.0[..2], b"\xFF\xD8", "a JPEG");
+        // The placeholder is stored with the image and sent with the result.
+        let hash = stored.1.thumbhash.expect("a ThumbHash");
+        assert!((20..=40).contains(&hash.len()), "{hash}");
     }
 
     #[tokio::test]

@@ -31,18 +31,30 @@ pub trait Originals: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Box<dyn Read + Send>, Error>> + Send;
 }
 
+/// What a converted image remembers of its making.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The ETag of the original it was made from.
+    pub source_etag: String,
+    /// Its ThumbHash (base64), where it was stored with it.
+    pub thumbhash: Option<String>,
+}
+
 /// Where converted images go.
 pub trait ConvertedImages: Send + Sync + 'static {
-    /// The ETag of the original the image at `key` was made from, if it
-    /// exists: a repeated event finds its work done.
-    fn source_of(&self, key: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+    /// What the image at `key` was made from, if it exists: a repeated
+    /// event (or the sweeper) finds the work done, and its placeholder.
+    fn source_of(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Provenance>, Error>> + Send;
 
-    /// Stores the JPEG, remembering its original's ETag.
+    /// Stores the JPEG, remembering its original's ETag and its ThumbHash.
     fn store(
         &self,
         key: &str,
         jpeg: Vec<u8>,
-        source_etag: &str,
+        made: &Provenance,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 

@@ -187,14 +187,17 @@ where
             }
             return self.fail(post, ORIGINAL_MISSING, swept).await;
         };
-        if self.objects.source_of(&image_key).await?.as_deref() == Some(original.etag.as_str()) {
+        if let Some(made) = self.objects.source_of(&image_key).await?
+            && made.source_etag == original.etag
+        {
             // Converted, but the result never landed (the finalizer was down
-            // past its queue's redrive).
-            if self
-                .store
-                .finish(post.id, &Outcome::Published { image_key })
-                .await?
-            {
+            // past its queue's redrive): published with the placeholder the
+            // image was stored with.
+            let published = Outcome::Published {
+                image_key,
+                thumbhash: made.thumbhash,
+            };
+            if self.store.finish(post.id, &published).await? {
                 swept.published += 1;
                 tracing::info!("published by the sweeper");
             }

@@ -38,6 +38,8 @@ pub struct PostRecord {
     pub comment_count: u64,
     /// Its two newest comments, newest first, kept with it.
     pub last_comments: Vec<CommentRecord>,
+    /// The published image's ThumbHash (base64).
+    pub thumbhash: Option<String>,
 }
 
 /// A comment as stored.
@@ -123,6 +125,7 @@ impl NewPost {
             sweep_attempts: 0,
             comment_count: 0,
             last_comments: Vec::new(),
+            thumbhash: None,
         }
     }
 }

@@ -227,8 +227,8 @@ impl MySqlStore {
 macro_rules! post_columns {
     () => {
         "SELECT id, author, caption, status, content_type, size_bytes, upload_id, part_size, \
-         upload_expires_at, image_key, failure_reason, sweep_attempts, comment_count, last_comments \
-         FROM posts "
+         upload_expires_at, image_key, failure_reason, sweep_attempts, comment_count, last_comments, \
+         thumbhash FROM posts "
     };
 }
 
@@ -363,6 +363,7 @@ fn post_from_row(mut row: Row) -> Result<PostRecord, Error> {
         sweep_attempts: col(&mut row, 11)?,
         comment_count: col(&mut row, 12)?,
         last_comments: last_comments(&id, col::<Option<String>>(&mut row, 13)?)?,
+        thumbhash: col(&mut row, 14)?,
     })
 }
 
@@ -443,20 +444,35 @@ fn read_committed() -> TxOpts {
 impl Outcomes for MySqlStore {
     async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
         self.within(async {
-            let (status, image_key, reason) = match outcome {
-                Outcome::Published { image_key } => {
-                    (PostStatus::Published, Some(image_key.as_str()), None)
+            let (status, image_key, thumbhash, reason) = match outcome {
+                Outcome::Published {
+                    image_key,
+                    thumbhash,
+                } => (
+                    PostStatus::Published,
+                    Some(image_key.as_str()),
+                    thumbhash.as_deref(),
+                    None,
+                ),
+                Outcome::Failed { reason } => {
+                    (PostStatus::Failed, None, None, Some(reason.as_str()))
                 }
-                Outcome::Failed { reason } => (PostStatus::Failed, None, Some(reason.as_str())),
             };
             let mut conn = self.conn().await?;
             conn.exec_drop(
                 // From awaiting_upload too: a result means S3 holds the
                 // original, so the upload completed even if the `complete`
                 // request that did it lost its answer and rolled the post back.
-                "UPDATE posts SET status = ?, image_key = ?, failure_reason = ?, upload_id = NULL, \
-             updated_at = NOW(3) WHERE id = ? AND status IN ('processing', 'awaiting_upload')",
-                (status.as_str(), image_key, reason, post.as_bytes()),
+                "UPDATE posts SET status = ?, image_key = ?, thumbhash = ?, failure_reason = ?, \
+             upload_id = NULL, updated_at = NOW(3) \
+             WHERE id = ? AND status IN ('processing', 'awaiting_upload')",
+                (
+                    status.as_str(),
+                    image_key,
+                    thumbhash,
+                    reason,
+                    post.as_bytes(),
+                ),
             )
             .await?;
             Ok(conn.affected_rows() == 1)

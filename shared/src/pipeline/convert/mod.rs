@@ -105,6 +105,9 @@ pub struct Converted {
     pub format: &'static str,
     /// The original's width x height.
     pub pixels: u64,
+    /// The ThumbHash of the 600x600 image, base64: a placeholder clients
+    /// show while it loads.
+    pub thumbhash: String,
 }
 
 /// Converts an original held in memory; see [`convert_reader`].
@@ -132,12 +135,13 @@ pub fn convert_reader<R: BufRead>(mut input: R, limits: &Limits) -> Result<Conve
     }))
     .map_err(|panic| corrupt(name, panic_message(&*panic)))??;
     let pixels = u64::from(staged.source.0) * u64::from(staged.source.1);
-    let jpeg = catch_unwind(AssertUnwindSafe(|| finish(staged)))
+    let (jpeg, thumbhash) = catch_unwind(AssertUnwindSafe(|| finish(staged)))
         .map_err(|panic| reject(format!("encoding failed ({})", panic_message(&*panic))))??;
     Ok(Converted {
         jpeg,
         format: name,
         pixels,
+        thumbhash,
     })
 }
 
@@ -229,8 +233,9 @@ pub(crate) struct Staged {
     source: (u32, u32),
 }
 
-/// Resample the square to SIDE x SIDE, rotate, encode.
-fn finish(staged: Staged) -> Result<Vec<u8>, Rejection> {
+/// Resample the square to SIDE x SIDE, rotate, encode; and the result's
+/// ThumbHash.
+fn finish(staged: Staged) -> Result<(Vec<u8>, String), Rejection> {
     let internal = |e: &dyn std::fmt::Display| reject(format!("resampling failed ({e})"));
     let src = fir::images::Image::from_vec_u8(
         staged.width,
@@ -251,7 +256,38 @@ fn finish(staged: Staged) -> Result<Vec<u8>, Rejection> {
         image::RgbImage::from_raw(SIDE, SIDE, dst.into_vec()).expect("SIDE x SIDE RGB"),
     );
     square.apply_orientation(staged.orientation);
-    encode(square.as_rgb8().expect("still RGB"))
+    let square = square.as_rgb8().expect("still RGB");
+    Ok((encode(square)?, thumbhash(square)))
+}
+
+/// ThumbHash's side: it takes at most 100x100 (larger is slower, no
+/// better); 600 is 6 x 100, so each of its pixels is a 6x6 mean.
+const THUMB: u32 = 100;
+
+/// The ThumbHash (`thumbhash`, the reference implementation's crate) of
+/// the served square, base64 (standard, padded).
+fn thumbhash(square: &image::RgbImage) -> String {
+    use base64::Engine as _;
+    let k = SIDE / THUMB;
+    let mut rgba = Vec::with_capacity((THUMB * THUMB * 4) as usize);
+    for ty in 0..THUMB {
+        for tx in 0..THUMB {
+            let mut sum = [0u32; 3];
+            for y in ty * k..(ty + 1) * k {
+                for x in tx * k..(tx + 1) * k {
+                    let p = square.get_pixel(x, y).0;
+                    for c in 0..3 {
+                        sum[c] += u32::from(p[c]);
+                    }
+                }
+            }
+            let n = k * k;
+            rgba.extend(sum.map(|s| ((s + n / 2) / n) as u8));
+            rgba.push(255);
+        }
+    }
+    let hash = thumbhash::rgba_to_thumb_hash(THUMB as usize, THUMB as usize, &rgba);
+    base64::engine::general_purpose::STANDARD.encode(hash)
 }
 
 /// Baseline JPEG, 4:2:0, optimised Huffman tables; nothing but pixels is

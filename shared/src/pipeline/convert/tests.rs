@@ -827,3 +827,35 @@ fn big_progressive_jpegs_take_the_dc_path_and_match_a_full_resolution_reference(
         assert!(db >= 30.0, "{p:?}: PSNR {db:.1} dB");
     }
 }
+
+#[test]
+fn the_thumbhash_is_a_square_preview_with_the_images_average_colour() {
+    use base64::Engine as _;
+    let img = photo_like(1600, 1200);
+    let png = encode_with(&img.clone().into(), image::ImageFormat::Png);
+    let converted = convert_reader(&png[..], &Limits::default()).unwrap();
+    let out = decode(&converted.jpeg);
+    let hash = base64::engine::general_purpose::STANDARD
+        .decode(&converted.thumbhash)
+        .unwrap();
+    let (w, h, rgba) = thumbhash::thumb_hash_to_rgba(&hash).unwrap();
+    assert_eq!(w, h, "a square preview");
+    let mean = |px: &mut dyn Iterator<Item = [u8; 3]>| {
+        let (mut sum, mut n) = ([0f64; 3], 0f64);
+        for p in px {
+            for c in 0..3 {
+                sum[c] += f64::from(p[c]);
+            }
+            n += 1.0;
+        }
+        sum.map(|s| s / n)
+    };
+    let preview = mean(&mut rgba.chunks_exact(4).map(|p| [p[0], p[1], p[2]]));
+    let image = mean(&mut out.pixels().map(|p| p.0));
+    for c in 0..3 {
+        assert!(
+            (preview[c] - image[c]).abs() <= 6.0,
+            "channel {c}: preview {preview:?}, image {image:?}"
+        );
+    }
+}
