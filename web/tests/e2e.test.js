@@ -140,9 +140,13 @@ test("S3 unreachable for a few seconds mid-upload: parts are retried and the upl
 
 test("reloaded mid-upload, the same file picked again sends only the parts S3 lacks", async () => {
   const { context, page } = await signedIn("web-carol");
-  // Slow parts, so the reload lands in the middle.
+  // Parts 1 and 2 go through; the others are held until the reload, so it
+  // always lands in the middle (whatever the machine's speed).
+  let release;
+  const released = new Promise((r) => (release = r));
   await page.route(/\/originals\//, async (route) => {
-    if (route.request().method() === "PUT") await new Promise((r) => setTimeout(r, 1500));
+    const part = Number(new URL(route.request().url()).searchParams.get("partNumber"));
+    if (route.request().method() === "PUT" && part > 2) await released;
     // The page may have been reloaded meanwhile: the request is gone.
     return route.continue().catch(() => {});
   });
@@ -160,8 +164,9 @@ test("reloaded mid-upload, the same file picked again sends only the parts S3 la
     }
   }
   assert.ok(held >= 2, "two parts in S3 before the reload");
-  await page.unroute(/\/originals\//);
   await page.reload();
+  release();
+  await page.unroute(/\/originals\//);
   await page.getByText("was interrupted").waitFor();
   // What S3 holds now (a part in flight may have landed).
   const before = (await apiCall("web-carol", "GET", `/posts/${state.postId}/upload`)).body;

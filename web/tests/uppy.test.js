@@ -155,7 +155,7 @@ test("Uppy 6: S3 refused for a few seconds mid-upload, retried, resumes from its
   let refuseUntil = 0;
   await page.route(`${S3}/**`, async (route) => {
     const url = new URL(route.request().url());
-    if (url.searchParams.get("partNumber") === "3" && refuseUntil === 0) refuseUntil = Date.now() + 4000;
+    if (url.searchParams.get("partNumber") === "3" && refuseUntil === 0) refuseUntil = Date.now() + 6000;
     if (Date.now() < refuseUntil) return route.abort("connectionrefused");
     return route.continue();
   });
