@@ -147,7 +147,7 @@ mod tests {
     fn a_renamed_or_mistyped_field_breaks_the_schema() {
         let post = json!({ "id": "0194f7a0c1d27b3e8a5b6c7d8e9f0a1b", "author": "a", "caption": "",
             "status": "published", "image_url": "https://x/y.jpg", "created_at": "2026-11-26T10:00:00.000Z",
-            "comment_count": 0, "last_comments": [] });
+            "comment_count": 0, "last_comments": [], "thumbhash": "0noDBwCHh4eHeIh4iGd3Z3dwCImHkHgI" });
         spec().check("GET /posts/{id}", 200, &post).unwrap();
         let mut renamed = post.clone();
         renamed["comments_count"] = renamed["comment_count"].take();

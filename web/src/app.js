@@ -120,7 +120,7 @@ function el(tag, props = {}, ...children) {
 
 /**
  * A post's image, its ThumbHash shown behind it (a blurred preview of the
- * right colours) until the JPEG has loaded.
+ * right colours) until the image has loaded.
  */
 function postImage(post, alt, extra = {}) {
   const img = el("img", { src: post.image_url, alt, width: 600, height: 600, ...extra });
