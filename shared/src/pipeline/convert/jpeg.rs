@@ -14,6 +14,7 @@ use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr};
 
 use super::{
     Limits, Rejection, STAGE_MIN, Staged, centre_square, check_size, corrupt, orientation_of,
+    scaled_square,
 };
 
 pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged, Rejection> {
@@ -52,7 +53,7 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
     }
     let orientation = orientation_of(exif.as_deref());
 
-    let (x0, y0, side) = centre_square(w, h);
+    let (_, _, side) = centre_square(w, h);
     let m = scale_for(side);
     d.scale(m as u8);
     let mut started = if cmyk {
@@ -63,21 +64,9 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
     }
     .map_err(bad)?;
     let (ow, oh) = (started.width(), started.height());
-    let scale = f64::from(m) / 8.0;
-    let (left, top, sside) = (
-        f64::from(x0) * scale,
-        f64::from(y0) * scale,
-        f64::from(side) * scale,
-    );
     // Whole scaled pixels covering the square.
-    let (c0, c1) = (
-        left.floor() as usize,
-        ((left + sside).ceil() as usize).min(ow),
-    );
-    let (r0, r1) = (
-        top.floor() as usize,
-        ((top + sside).ceil() as usize).min(oh),
-    );
+    let sq = scaled_square(w, h, f64::from(m) / 8.0, ow, oh);
+    let (c0, c1, r0, r1) = (sq.cols.start, sq.cols.end, sq.rows.start, sq.rows.end);
     let mut line = vec![0u8; ow * channels];
     let mut rgb = Vec::with_capacity((c1 - c0) * (r1 - r0) * 3);
     for y in 0..r1 {
@@ -99,7 +88,7 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
         rgb,
         width: (c1 - c0) as u32,
         height: (r1 - r0) as u32,
-        crop: (left - c0 as f64, top - r0 as f64, sside),
+        crop: sq.crop,
         orientation,
         source: (w, h),
     })

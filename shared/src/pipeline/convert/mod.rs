@@ -215,6 +215,38 @@ fn centre_square(w: u32, h: u32) -> (u32, u32, u32) {
     ((w - side) / 2, (h - side) / 2, side)
 }
 
+/// Where the centred square of a `w` x `h` image lies in the same image
+/// decoded at `scale` (`out_w` x `out_h` pixels): the whole decoded pixels
+/// covering it (`cols`, `rows`) and the square within them (the crop a
+/// [`Staged`] image carries).
+struct ScaledSquare {
+    cols: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+    crop: (f64, f64, f64),
+}
+
+fn scaled_square(w: u32, h: u32, scale: f64, out_w: usize, out_h: usize) -> ScaledSquare {
+    let (x0, y0, side) = centre_square(w, h);
+    let (left, top, sside) = (
+        f64::from(x0) * scale,
+        f64::from(y0) * scale,
+        f64::from(side) * scale,
+    );
+    let (c0, c1) = (
+        left.floor() as usize,
+        ((left + sside).ceil() as usize).min(out_w),
+    );
+    let (r0, r1) = (
+        top.floor() as usize,
+        ((top + sside).ceil() as usize).min(out_h),
+    );
+    ScaledSquare {
+        cols: c0..c1,
+        rows: r0..r1,
+        crop: (left - c0 as f64, top - r0 as f64, sside),
+    }
+}
+
 /// The smallest side worth staging: below twice the target the final
 /// Lanczos3 pass has too little to work with and block shrinking shows.
 const STAGE_MIN: u32 = 2 * SIDE;

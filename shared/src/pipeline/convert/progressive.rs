@@ -19,7 +19,7 @@
 use std::io::BufRead;
 
 use super::{
-    Limits, Rejection, SIDE, Staged, centre_square, check_decoded, corrupt, orientation_of,
+    Limits, Rejection, SIDE, Staged, check_decoded, corrupt, orientation_of, scaled_square,
 };
 
 const NAME: &str = "JPEG";
@@ -623,20 +623,8 @@ pub(super) fn stage<R: BufRead>(
         .collect::<Result<_, _>>()?;
 
     // The centred square at 1/8 scale, in whole 1/8 pixels.
-    let (x0, y0, side) = centre_square(w, h);
-    let (left, top, sside) = (
-        f64::from(x0) / 8.0,
-        f64::from(y0) / 8.0,
-        f64::from(side) / 8.0,
-    );
-    let (c0, c1) = (
-        left.floor() as usize,
-        ((left + sside).ceil() as usize).min(w8),
-    );
-    let (r0, r1) = (
-        top.floor() as usize,
-        ((top + sside).ceil() as usize).min(h8),
-    );
+    let sq = scaled_square(w, h, 1.0 / 8.0, w8, h8);
+    let (c0, c1, r0, r1) = (sq.cols.start, sq.cols.end, sq.rows.start, sq.rows.end);
     let space = colour_space(&frame, &p);
     let n = frame.components.len();
     let mut rgb = Vec::with_capacity((c1 - c0) * (r1 - r0) * 3);
@@ -660,7 +648,7 @@ pub(super) fn stage<R: BufRead>(
         rgb,
         width: (c1 - c0) as u32,
         height: (r1 - r0) as u32,
-        crop: (left - c0 as f64, top - r0 as f64, sside),
+        crop: sq.crop,
         orientation: orientation_of(p.exif.as_deref()),
         source: (w, h),
     })
