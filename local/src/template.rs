@@ -539,6 +539,37 @@ impl Template {
     }
 }
 
+/// The role of `function` and the index, in that role's `Policies`, of the
+/// policy named `calls`: the statements of the function's code.
+pub fn calls_policy(doc: &Value, function: &str) -> Result<(String, usize), BoxError> {
+    let role = &doc["Resources"][function]["Properties"]["Role"];
+    let target = match role {
+        Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().map(str::to_owned),
+        Value::Mapping(m) => m
+            .get("Fn::GetAtt")
+            .and_then(|v| v.as_sequence())
+            .and_then(|p| p.first())
+            .and_then(|v| v.as_str())
+            .map(|id| format!("{id}.Arn")),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!("{function}: Role is not `!GetAtt <Role>.Arn` of a role of the template's")
+    })?;
+    let id = target
+        .strip_suffix(".Arn")
+        .ok_or_else(|| format!("{function}: Role is not a role's Arn"))?
+        .to_owned();
+    let index = doc["Resources"][id.as_str()]["Properties"]["Policies"]
+        .as_sequence()
+        .and_then(|ps| {
+            ps.iter()
+                .position(|p| p["PolicyName"].as_str() == Some("calls"))
+        })
+        .ok_or_else(|| format!("{id}: no policy named `calls`"))?;
+    Ok((id, index))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,35 +687,4 @@ Resources:
         let t = Template::parse(DOC, Stack::new("s", "1", "r")).unwrap();
         assert!(t.function_policy("Fn").is_err());
     }
-}
-
-/// The role of `function` and the index, in that role's `Policies`, of the
-/// policy named `calls`: the statements of the function's code.
-pub fn calls_policy(doc: &Value, function: &str) -> Result<(String, usize), BoxError> {
-    let role = &doc["Resources"][function]["Properties"]["Role"];
-    let target = match role {
-        Value::Tagged(t) if t.tag == "GetAtt" => t.value.as_str().map(str::to_owned),
-        Value::Mapping(m) => m
-            .get("Fn::GetAtt")
-            .and_then(|v| v.as_sequence())
-            .and_then(|p| p.first())
-            .and_then(|v| v.as_str())
-            .map(|id| format!("{id}.Arn")),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        format!("{function}: Role is not `!GetAtt <Role>.Arn` of a role of the template's")
-    })?;
-    let id = target
-        .strip_suffix(".Arn")
-        .ok_or_else(|| format!("{function}: Role is not a role's Arn"))?
-        .to_owned();
-    let index = doc["Resources"][id.as_str()]["Properties"]["Policies"]
-        .as_sequence()
-        .and_then(|ps| {
-            ps.iter()
-                .position(|p| p["PolicyName"].as_str() == Some("calls"))
-        })
-        .ok_or_else(|| format!("{id}: no policy named `calls`"))?;
-    Ok((id, index))
 }

@@ -226,7 +226,8 @@ async fn only_the_multipart_requests_of_the_callers_own_open_upload_are_signed()
     let refused = |status: u16, code: &'static str| {
         move |r: &Reply| (r.status, r.error_code()) == (status, code)
     };
-    let cases: Vec<(Value, &str, Box<dyn Fn(&Reply) -> bool>)> = vec![
+    type Case<'a> = (Value, &'a str, Box<dyn Fn(&Reply) -> bool>);
+    let cases: Vec<Case> = vec![
         // Another user's post.
         (
             json!({"method": "POST", "key": key}),

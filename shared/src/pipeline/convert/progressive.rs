@@ -161,7 +161,7 @@ fn read_prelude<R: BufRead>(inp: &mut Input<R>, p: &mut Prelude) -> Result<Frame
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return frame(m, &inp.segment()?);
             }
-            0xD8 | 0xD9 | 0xDA => return Err(bad("no frame header before the data")),
+            0xD8..=0xDA => return Err(bad("no frame header before the data")),
             0xD0..=0xD7 | 0x01 => {}
             _ => {
                 let data = inp.segment()?;
@@ -725,7 +725,7 @@ fn scan<R: BufRead>(
     let mut unit = 0usize;
     for uy in 0..units_y {
         for ux in 0..units_x {
-            if restart > 0 && unit > 0 && unit % restart == 0 {
+            if restart > 0 && unit > 0 && unit.is_multiple_of(restart) {
                 bits.restart()?;
                 pred = [0; 4];
             }
