@@ -90,37 +90,82 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 /// hand: the `png` crate's encoder does not interlace.
 pub fn interlaced_png(img: &RgbImage) -> Vec<u8> {
     let (w, h) = img.dimensions();
-    let mut raw = Vec::new();
-    for (x0, y0, dx, dy) in [
-        (0, 0, 8, 8),
-        (4, 0, 8, 8),
-        (0, 4, 4, 8),
-        (2, 0, 4, 4),
-        (0, 2, 2, 4),
-        (1, 0, 2, 2),
-        (0, 1, 1, 2),
-    ] {
-        if x0 >= w {
-            continue;
-        }
-        for y in (y0..h).step_by(dy) {
-            raw.push(0); // filter: none
-            for x in (x0..w).step_by(dx) {
-                raw.extend_from_slice(&img.get_pixel(x, y).0);
-            }
+    RawPng::rgb8(w, h).write(true, |x, y, out| {
+        out.extend_from_slice(&img.get_pixel(x, y).0)
+    })
+}
+
+/// A PNG of any colour type and depth, written by hand, interlaced (Adam7)
+/// or not, from a pixel function; rows are compressed as they are made, so
+/// a 200 MP file never exists raw in memory.
+pub struct RawPng {
+    pub width: u32,
+    pub height: u32,
+    /// IHDR colour type: 0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA.
+    pub colour_type: u8,
+    pub bit_depth: u8,
+    /// PLTE and tRNS chunk bodies, for a palette.
+    pub palette: Option<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl RawPng {
+    pub fn rgb8(width: u32, height: u32) -> Self {
+        RawPng {
+            width,
+            height,
+            colour_type: 2,
+            bit_depth: 8,
+            palette: None,
         }
     }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 1]);
-    png_chunk(&mut out, b"IHDR", &ihdr);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    z.write_all(&raw).unwrap();
-    png_chunk(&mut out, b"IDAT", &z.finish().unwrap());
-    png_chunk(&mut out, b"IEND", &[]);
-    out
+
+    /// `pixel(x, y, out)` appends one pixel's bytes (big-endian samples).
+    pub fn write(&self, interlaced: bool, pixel: impl Fn(u32, u32, &mut Vec<u8>)) -> Vec<u8> {
+        let (w, h) = (self.width, self.height);
+        let passes: &[(u32, u32, usize, usize)] = if interlaced {
+            &[
+                (0, 0, 8, 8),
+                (4, 0, 8, 8),
+                (0, 4, 4, 8),
+                (2, 0, 4, 4),
+                (0, 2, 2, 4),
+                (1, 0, 2, 2),
+                (0, 1, 1, 2),
+            ]
+        } else {
+            &[(0, 0, 1, 1)]
+        };
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut row = Vec::new();
+        for &(x0, y0, dx, dy) in passes {
+            if x0 >= w || y0 >= h {
+                continue;
+            }
+            for y in (y0..h).step_by(dy) {
+                row.clear();
+                row.push(0); // filter: none
+                for x in (x0..w).step_by(dx) {
+                    pixel(x, y, &mut row);
+                }
+                z.write_all(&row).unwrap();
+            }
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[self.bit_depth, self.colour_type, 0, 0, u8::from(interlaced)]);
+        png_chunk(&mut out, b"IHDR", &ihdr);
+        if let Some((plte, trns)) = &self.palette {
+            png_chunk(&mut out, b"PLTE", plte);
+            if let Some(t) = trns {
+                png_chunk(&mut out, b"tRNS", t);
+            }
+        }
+        png_chunk(&mut out, b"IDAT", &z.finish().unwrap());
+        png_chunk(&mut out, b"IEND", &[]);
+        out
+    }
 }
 
 /// A zlib bomb: a PNG header declaring `side` x `side` RGBA with a few KiB

@@ -10,6 +10,24 @@ use std::process::ExitCode;
 use imagegram::pipeline::convert::{Limits, convert_reader};
 
 fn main() -> ExitCode {
+    let code = run();
+    // The process's own peak (VmHWM: this program's memory since exec, not
+    // the parent's that a forked child's ru_maxrss also counts), for
+    // bench/tests/memory.rs.
+    if std::env::var_os("IMAGEGRAM_REPORT_PEAK").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            eprintln!("peak_rss_kib={kib}");
+        }
+    }
+    code
+}
+
+fn run() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [input, output] = &args[..] else {
         eprintln!("usage: imagegram-convert IN OUT.jpg");

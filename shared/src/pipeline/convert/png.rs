@@ -1,14 +1,14 @@
 //! PNG, row by row: the `png` crate inflates and unfilters one row at a
 //! time (16-bit, palette, low bit depths and tRNS expanded to 8-bit), and
 //! the [`Shrinker`] averages it away at once. Adam7-interlaced files
-//! deliver rows out of order and are decoded whole instead, behind the same
-//! limits.
+//! deliver each pass's rows in turn, every pixel once: [`Scatter`] adds
+//! each to its staged pixel as it comes.
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use ::png::{ColorType, Decoder, Transformations};
 
-use super::rows::{Layout, Shrinker, to_rgb};
+use super::rows::{Layout, Scatter, Shrinker, adam7_rows, to_rgb};
 use super::{Limits, Rejection, Staged, check_size, corrupt, orientation_of};
 
 pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rejection> {
@@ -45,14 +45,35 @@ pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rej
         }
     };
     if reader.info().interlaced {
-        let size = reader
-            .output_buffer_size()
-            .ok_or_else(|| corrupt("PNG", "image too large to address"))?;
-        let mut whole = vec![0; size];
-        let frame = reader.next_frame(&mut whole).map_err(bad)?;
-        for (y, row) in whole.chunks_exact(frame.line_size).enumerate() {
-            push(y as u32, row, &mut shrinker);
+        // Adam7: every pixel once, pass by pass, each added to its staged
+        // pixel as it comes ([`Scatter`]); only beyond the factor its sums
+        // hold is the image decoded whole.
+        let Some(mut scatter) = Scatter::new(w, h, orientation) else {
+            let size = reader
+                .output_buffer_size()
+                .ok_or_else(|| corrupt("PNG", "image too large to address"))?;
+            let mut whole = vec![0; size];
+            let frame = reader.next_frame(&mut whole).map_err(bad)?;
+            for (y, row) in whole.chunks_exact(frame.line_size).enumerate() {
+                push(y as u32, row, &mut shrinker);
+            }
+            return Ok(shrinker.finish());
+        };
+        for (y, start, step, samples) in adam7_rows(w, h) {
+            let row = reader
+                .next_interlaced_row()
+                .map_err(bad)?
+                .ok_or_else(|| corrupt("PNG", "an interlaced pass ends early"))?;
+            if !scatter.wants(y) {
+                continue;
+            }
+            to_rgb(layout, row.data(), &mut rgb);
+            if rgb.len() != samples as usize * 3 {
+                return Err(corrupt("PNG", "an interlaced row of the wrong length"));
+            }
+            scatter.add(y, start, step, &rgb);
         }
+        return Ok(scatter.finish());
     } else {
         let mut y = 0;
         while let Some(row) = reader.next_row().map_err(bad)? {

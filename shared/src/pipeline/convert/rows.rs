@@ -201,6 +201,127 @@ fn add_rest(acc: &mut [u32], rest: &[u8]) {
     }
 }
 
+/// Shrinking in any order: Adam7-interlaced PNGs deliver every pixel once,
+/// pass by pass, each row a sparse sample (every `step`th pixel from
+/// `start`) of a source row. Each is added to its staged pixel's sums as it
+/// arrives, so memory is the sums (6 bytes a staged pixel), never the
+/// image. The geometry (square, factor) is [`Shrinker`]'s, so both paths
+/// stage the same picture.
+pub(super) struct Scatter {
+    x0: u32,
+    y0: u32,
+    side: u32,
+    k: u32,
+    out_side: u32,
+    /// RGB sums per staged pixel: at most k x k x 255, which u16 holds for
+    /// k <= 16 ([`Scatter::new`] refuses more).
+    sums: Vec<u16>,
+    orientation: Orientation,
+    source: (u32, u32),
+}
+
+impl Scatter {
+    /// `None` when the factor would overflow the sums (a side over 16 x
+    /// [`STAGE_MIN`], past the default limits).
+    pub(super) fn new(w: u32, h: u32, orientation: Orientation) -> Option<Self> {
+        let (x0, y0, side) = centre_square(w, h);
+        let k = (side / STAGE_MIN).max(1);
+        if k > 16 {
+            return None;
+        }
+        let out_side = side.div_ceil(k);
+        Some(Scatter {
+            x0,
+            y0,
+            side,
+            k,
+            out_side,
+            sums: vec![0; out_side as usize * out_side as usize * 3],
+            orientation,
+            source: (w, h),
+        })
+    }
+
+    /// Whether source row `y` lies in the square.
+    pub(super) fn wants(&self, y: u32) -> bool {
+        (self.y0..self.y0 + self.side).contains(&y)
+    }
+
+    /// RGB8 samples of source row `y` at columns `start`, `start + step`, ...
+    pub(super) fn add(&mut self, y: u32, start: u32, step: u32, rgb: &[u8]) {
+        if !self.wants(y) {
+            return;
+        }
+        let cy = ((y - self.y0) / self.k) as usize;
+        let row = cy * self.out_side as usize * 3;
+        let end = self.x0 + self.side;
+        // The first sample at or right of the square's left edge.
+        let first = self.x0.saturating_sub(start).div_ceil(step);
+        let mut x = start + first * step;
+        for px in rgb.chunks_exact(3).skip(first as usize) {
+            if x >= end {
+                break;
+            }
+            let at = row + ((x - self.x0) / self.k) as usize * 3;
+            for (sum, v) in self.sums[at..at + 3].iter_mut().zip(px) {
+                *sum += u16::from(*v);
+            }
+            x += step;
+        }
+    }
+
+    pub(super) fn finish(self) -> Staged {
+        let (k, side, n) = (self.k, self.side, self.out_side as usize);
+        let mut out = vec![0u8; n * n * 3];
+        for cy in 0..n {
+            let rows = k.min(side - cy as u32 * k);
+            for cx in 0..n {
+                let cols = k.min(side - cx as u32 * k);
+                let count = rows * cols;
+                let at = (cy * n + cx) * 3;
+                for c in 0..3 {
+                    out[at + c] = ((u32::from(self.sums[at + c]) + count / 2) / count) as u8;
+                }
+            }
+        }
+        let side = f64::from(self.out_side);
+        Staged {
+            rgb: out,
+            width: self.out_side,
+            height: self.out_side,
+            crop: (0.0, 0.0, side),
+            orientation: self.orientation,
+            source: self.source,
+        }
+    }
+}
+
+/// Adam7's passes: first column, first row, column step, row step.
+pub(super) const ADAM7: [(u32, u32, u32, u32); 7] = [
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+];
+
+/// The rows an Adam7 PNG of `w` x `h` delivers, in order: (source row,
+/// first column, column step, samples). Passes with no samples or no rows
+/// are left out, as the `png` crate leaves them out.
+pub(super) fn adam7_rows(w: u32, h: u32) -> impl Iterator<Item = (u32, u32, u32, u32)> {
+    ADAM7.into_iter().flat_map(move |(xs, ys, dx, dy)| {
+        let samples = if w > xs { (w - xs).div_ceil(dx) } else { 0 };
+        let lines = if h > ys && samples > 0 {
+            (h - ys).div_ceil(dy)
+        } else {
+            0
+        };
+        (0..lines).map(move |line| (ys + line * dy, xs, dx, samples))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
