@@ -100,19 +100,6 @@ fn complete_xml(etags: &[String]) -> Vec<u8> {
     format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>").into_bytes()
 }
 
-async fn post_upload_id(app: &TestApp, id: &str) -> Option<String> {
-    use mysql_async::prelude::*;
-    let post = imagegram::domain::PostId::parse(id).unwrap();
-    let mut conn = app.direct_db.get_conn().await.unwrap();
-    conn.exec_first(
-        "SELECT upload_id FROM posts WHERE id = ?",
-        (post.as_bytes(),),
-    )
-    .await
-    .unwrap()
-    .expect("the post exists")
-}
-
 async fn upload_exists(app: &TestApp, key: &str, upload: &str) -> bool {
     app.s3
         .list_parts()
@@ -148,10 +135,7 @@ async fn a_signing_client_uploads_through_its_own_upload_and_the_post_is_publish
     let etag1 = upload_part(&app, "alice", key, &own, 1, &bytes).await;
     // The first request naming the client's upload made it the post's; the
     // server's is gone, so the two do not both linger.
-    assert_eq!(
-        post_upload_id(&app, id).await.as_deref(),
-        Some(own.as_str())
-    );
+    assert_eq!(app.post_upload_id(id).await.as_deref(), Some(own.as_str()));
     assert!(!upload_exists(&app, key, &servers).await);
     // The native resume route sees the client's upload.
     let state = app.get(&format!("/posts/{id}/upload"), "alice").await;
@@ -352,7 +336,7 @@ async fn only_the_multipart_requests_of_the_callers_own_open_upload_are_signed()
         );
     }
     // Nothing above changed the post's upload.
-    assert_eq!(post_upload_id(&app, id).await.as_deref(), Some(servers));
+    assert_eq!(app.post_upload_id(id).await.as_deref(), Some(servers));
 
     // Past its deadline: 409, as the native upload routes answer.
     app.expire_upload(id).await;
@@ -413,10 +397,7 @@ async fn a_retried_create_leaves_one_upload_and_an_abort_is_signed_for_any_of_th
     let lost = create_own_upload(&app, "alice", key).await;
     let used = create_own_upload(&app, "alice", key).await;
     upload_part(&app, "alice", key, &used, 1, &bytes).await;
-    assert_eq!(
-        post_upload_id(&app, id).await.as_deref(),
-        Some(used.as_str())
-    );
+    assert_eq!(app.post_upload_id(id).await.as_deref(), Some(used.as_str()));
     // The lost one is the client's to abort (Uppy aborts what it gives
     // up); the route signs an abort of any upload under the post's key.
     let abort = sign(
@@ -431,8 +412,5 @@ async fn a_retried_create_leaves_one_upload_and_an_abort_is_signed_for_any_of_th
     assert!(upload_exists(&app, key, &used).await);
     // A part of the used upload signed again: still the post's, no change.
     upload_part(&app, "alice", key, &used, 1, &bytes).await;
-    assert_eq!(
-        post_upload_id(&app, id).await.as_deref(),
-        Some(used.as_str())
-    );
+    assert_eq!(app.post_upload_id(id).await.as_deref(), Some(used.as_str()));
 }

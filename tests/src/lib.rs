@@ -654,12 +654,22 @@ impl TestApp {
     }
 
     async fn upload_id(&self, post: &str) -> String {
+        self.post_upload_id(post)
+            .await
+            .expect("the post has an open upload")
+    }
+
+    /// The multipart upload a post records, if any (the post must exist).
+    pub async fn post_upload_id(&self, post: &str) -> Option<String> {
         let id = PostId::parse(post).unwrap();
         let mut conn = self.direct_db.get_conn().await.unwrap();
-        conn.exec_first("SELECT upload_id FROM posts WHERE id = ?", (id.as_bytes(),))
-            .await
-            .unwrap()
-            .expect("the post has an open upload")
+        conn.exec_first::<Option<String>, _, _>(
+            "SELECT upload_id FROM posts WHERE id = ?",
+            (id.as_bytes(),),
+        )
+        .await
+        .unwrap()
+        .expect("the post exists")
     }
 
     /// Completes a post's multipart upload in S3 directly, behind the API's
