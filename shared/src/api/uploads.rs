@@ -256,9 +256,7 @@ pub async fn complete<S: Posts, O: ObjectStore>(
         return Err(Error::TooLarge(reason));
     }
     if let Some(missing) = (1..=count).find(|n| !parts.iter().any(|p| p.0 == *n)) {
-        return Err(Error::Conflict(format!(
-            "part {missing} of {count} has not been uploaded yet"
-        )));
+        return Err(not_uploaded(missing, count));
     }
     if let Some(extra) = parts.iter().find(|p| p.0 > count) {
         return Err(Error::InvalidRequest(format!(
@@ -428,23 +426,22 @@ pub async fn sign_request<S: Posts, O: ObjectStore>(
             UploadRequest::ListParts { upload_id }
         }
         SignRequest::Complete { upload_id } => {
-            adopt(app, &post, &recorded, upload_id).await?;
-            let held = app
-                .objects
-                .list_parts(key, upload_id)
-                .await?
-                .ok_or_else(|| Error::Conflict("S3 holds no such upload of this post".into()))?;
+            // The parts adopting it listed, or (the post's own) a listing.
+            let held = match adopt(app, &post, &recorded, upload_id).await? {
+                Some(held) => held,
+                None => app
+                    .objects
+                    .list_parts(key, upload_id)
+                    .await?
+                    .ok_or_else(no_such_upload)?,
+            };
             // What `complete` checks, before S3 is asked: every part, each
             // of its size. The object's declared size is checked again by
             // the converter, whatever list the client sends S3.
             for n in 1..=count {
                 let expected = part_len(n, post.size_bytes, post.part_size);
                 match held.iter().find(|p| p.part_number == n) {
-                    None => {
-                        return Err(Error::Conflict(format!(
-                            "part {n} of {count} has not been uploaded yet"
-                        )));
-                    }
+                    None => return Err(not_uploaded(n, count)),
                     Some(p) if p.size != expected => {
                         return Err(Error::InvalidRequest(format!(
                             "part {n} holds {} bytes, not {expected}: parts are {} bytes \
@@ -469,25 +466,35 @@ pub async fn sign_request<S: Posts, O: ObjectStore>(
     })
 }
 
+/// The 409 of a complete that a part is still missing from.
+fn not_uploaded(part: u32, count: u32) -> Error {
+    Error::Conflict(format!("part {part} of {count} has not been uploaded yet"))
+}
+
+fn no_such_upload() -> Error {
+    Error::Conflict("S3 holds no such upload of this post".into())
+}
+
 /// Makes `upload_id` the post's upload if it is not yet (see
-/// [`sign_request`]). An id that S3 does not hold under the post's key is a
-/// 409; the post's own is signed without asking S3 (S3 refuses the request
+/// [`sign_request`]), and returns the parts S3 holds in it, which adopting
+/// lists. An id that S3 does not hold under the post's key is a 409; the
+/// post's own is signed without asking S3 (`None`: S3 refuses the request
 /// itself if the upload is gone).
 async fn adopt<S: Posts, O: ObjectStore>(
     app: &App<S, O>,
     post: &PostRecord,
     recorded: &str,
     upload_id: &str,
-) -> Result<(), Error> {
+) -> Result<Option<Vec<UploadedPart>>, Error> {
     if upload_id == recorded {
-        return Ok(());
+        return Ok(None);
     }
     let key = post.id.original_key();
-    if app.objects.list_parts(&key, upload_id).await?.is_none() {
-        return Err(Error::Conflict(
-            "S3 holds no such upload of this post".into(),
-        ));
-    }
+    let held = app
+        .objects
+        .list_parts(&key, upload_id)
+        .await?
+        .ok_or_else(no_such_upload)?;
     if app
         .store
         .replace_upload(post.id, recorded, upload_id)
@@ -498,11 +505,11 @@ async fn adopt<S: Posts, O: ObjectStore>(
         if let Err(e) = app.objects.abort_upload(&key, recorded).await {
             tracing::warn!(error = %e, "the replaced upload was not aborted");
         }
-        return Ok(());
+        return Ok(Some(held));
     }
     // Someone else changed it first: fine if to this very upload.
     match app.store.post(post.id).await? {
-        Some(now) if now.upload_id.as_deref() == Some(upload_id) => Ok(()),
+        Some(now) if now.upload_id.as_deref() == Some(upload_id) => Ok(Some(held)),
         _ => Err(Error::Conflict(
             "the post's upload changed meanwhile: start the upload again".into(),
         )),
