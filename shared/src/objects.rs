@@ -470,21 +470,18 @@ impl ObjectStore for S3Objects {
             move |r: &mut aws_smithy_runtime_api::client::orchestrator::HttpRequest| {
                 let uri = r.uri().to_owned();
                 let path = uri.split_once('?').map_or(uri.as_str(), |(p, _)| p);
-                let _ = r.set_uri(format!("{path}?{query}"));
+                r.set_uri(format!("{path}?{query}"))
+                    .expect("the SDK's own URI with an escaped query");
                 r.set_method(method).expect("a valid method");
             }
         };
         // RFC 3986's unreserved characters as they are, the rest escaped.
-        let id = |u: &str| {
-            u.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        char::from(b).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        };
+        const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let id = |u: &str| percent_encoding::utf8_percent_encode(u, UNRESERVED).to_string();
         let signed = match *request {
             UploadRequest::Create {
                 content_type,
@@ -824,6 +821,22 @@ mod tests {
             assert!(signed.url.contains(method_hint), "{}", signed.url);
             assert_eq!(signed_headers(&signed.url), "host");
         }
+        // Upload ids are escaped into the query (S3's hold `+`, `/`, `=`).
+        let signed = s3
+            .presign(
+                "originals/x",
+                &UploadRequest::Abort {
+                    upload_id: "a+b/c=",
+                },
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert!(
+            signed.url.contains("uploadId=a%2Bb%2Fc%3D&"),
+            "{}",
+            signed.url
+        );
     }
 
     /// S3Objects over a config that never sends anything (presigning is
