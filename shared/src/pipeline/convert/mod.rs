@@ -289,37 +289,39 @@ fn finish(staged: Staged) -> Result<(Vec<u8>, String), Rejection> {
     );
     square.apply_orientation(staged.orientation);
     let square = square.as_rgb8().expect("still RGB");
-    Ok((encode(square)?, thumbhash(square)))
+    Ok((encode(square)?, thumbhash(square)?))
 }
 
 /// ThumbHash's side: it takes at most 100x100 (larger is slower, no
-/// better); 600 is 6 x 100, so each of its pixels is a 6x6 mean.
+/// better).
 const THUMB: u32 = 100;
 
 /// The ThumbHash (`thumbhash`, the reference implementation's crate) of
-/// the served square, base64 (standard, padded).
-fn thumbhash(square: &image::RgbImage) -> String {
+/// the served square, base64 (standard, padded): the square box-filtered
+/// to 100x100 by the same resizer, then made opaque RGBA.
+fn thumbhash(square: &image::RgbImage) -> Result<String, Rejection> {
     use base64::Engine as _;
-    let k = SIDE / THUMB;
-    let mut rgba = Vec::with_capacity((THUMB * THUMB * 4) as usize);
-    for ty in 0..THUMB {
-        for tx in 0..THUMB {
-            let mut sum = [0u32; 3];
-            for y in ty * k..(ty + 1) * k {
-                for x in tx * k..(tx + 1) * k {
-                    let p = square.get_pixel(x, y).0;
-                    for c in 0..3 {
-                        sum[c] += u32::from(p[c]);
-                    }
-                }
-            }
-            let n = k * k;
-            rgba.extend(sum.map(|s| ((s + n / 2) / n) as u8));
-            rgba.push(255);
-        }
-    }
+    let failed = |e: &dyn std::fmt::Display| reject(format!("the placeholder failed ({e})"));
+    let src = fir::images::ImageRef::new(
+        square.width(),
+        square.height(),
+        square.as_raw(),
+        fir::PixelType::U8x3,
+    )
+    .map_err(|e| failed(&e))?;
+    let mut small = fir::images::Image::new(THUMB, THUMB, fir::PixelType::U8x3);
+    let box_filter =
+        fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Box));
+    fir::Resizer::new()
+        .resize(&src, &mut small, &box_filter)
+        .map_err(|e| failed(&e))?;
+    let rgba: Vec<u8> = small
+        .buffer()
+        .chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect();
     let hash = thumbhash::rgba_to_thumb_hash(THUMB as usize, THUMB as usize, &rgba);
-    base64::engine::general_purpose::STANDARD.encode(hash)
+    Ok(base64::engine::general_purpose::STANDARD.encode(hash))
 }
 
 /// Baseline JPEG, 4:2:0, optimised Huffman tables; nothing but pixels is
