@@ -269,7 +269,7 @@ struct Huffman {
     /// `len << 8 | symbol` for codes of up to 9 bits, by their next 9 bits;
     /// 0 when the code is longer.
     fast: Vec<u16>,
-    maxcode: [i32; 18],
+    maxcode: [i32; 17],
     valptr: [i32; 17],
     mincode: [i32; 17],
     symbols: Vec<u8>,
@@ -279,7 +279,7 @@ impl Huffman {
     fn new(counts: &[u8; 16], symbols: &[u8]) -> Result<Self, Rejection> {
         let mut t = Huffman {
             fast: vec![0; 512],
-            maxcode: [-1; 18],
+            maxcode: [-1; 17],
             valptr: [0; 17],
             mincode: [0; 17],
             symbols: symbols.to_vec(),
@@ -309,8 +309,6 @@ impl Huffman {
             }
             code <<= 1;
         }
-        // Longer than any code: decoding stops there.
-        t.maxcode[17] = i32::MAX;
         Ok(t)
     }
 }
