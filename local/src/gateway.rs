@@ -75,6 +75,8 @@ pub struct Gateway<S, O> {
     docs: Option<std::path::PathBuf>,
     /// The template's CORS configuration of the HTTP API.
     cors: crate::cors::Cors,
+    /// The notifications WebSocket API, at `/events`.
+    events: Option<Arc<crate::websocket::Hub>>,
 }
 
 impl<S: Posts, O: ObjectStore> Gateway<S, O> {
@@ -85,7 +87,20 @@ impl<S: Posts, O: ObjectStore> Gateway<S, O> {
             routes: ROUTES.iter().map(|k| RoutePattern::parse(k)).collect(),
             docs: None,
             cors: Default::default(),
+            events: None,
         }
+    }
+
+    /// Serves the notifications WebSocket API (and its management API) at
+    /// `/events`.
+    pub fn with_events(mut self, hub: Arc<crate::websocket::Hub>) -> Self {
+        self.events = Some(hub);
+        self
+    }
+
+    /// The WebSocket API, if served.
+    pub fn events(&self) -> Option<&Arc<crate::websocket::Hub>> {
+        self.events.as_ref()
     }
 
     /// Answers preflights and decorates every response as this CORS
@@ -119,6 +134,7 @@ impl<S: Posts, O: ObjectStore> Gateway<S, O> {
                 });
                 if let Err(e) = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
                     .await
                 {
                     tracing::debug!(error = %e, "connection ended");
@@ -132,6 +148,12 @@ impl<S: Posts, O: ObjectStore> Gateway<S, O> {
         req: hyper::Request<Incoming>,
         peer: SocketAddr,
     ) -> hyper::Response<Full<Bytes>> {
+        // Another API of its own in AWS (no CORS, no JWT authorizer).
+        if let Some(hub) = &self.events
+            && crate::websocket::Hub::serves(req.uri().path())
+        {
+            return hub.answer(req, peer).await;
+        }
         // Preflights are API Gateway's own business: answered before any
         // route or token is looked at.
         if crate::cors::Cors::is_preflight(req.method(), req.headers()) {

@@ -277,6 +277,34 @@ pub fn iam_action(
                 bucket_arn: None,
             })
         }
+        "apigatewaymanagementapi" => {
+            // http://gateway/{stage}/@connections/{id}: IAM names the API,
+            // the stage, the method and the path.
+            let uri: http::Uri = request
+                .uri()
+                .parse()
+                .map_err(|e| format!("unreadable URI: {e}"))?;
+            let path = uri.path().trim_start_matches('/');
+            let (stage, rest) = path
+                .split_once("/@connections/")
+                .ok_or_else(|| format!("not an @connections path: /{path}"))?;
+            match operation {
+                "PostToConnection" | "GetConnection" | "DeleteConnection" => {}
+                other => return Err(format!("ApiGatewayManagementApi {other}")),
+            }
+            let id = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+            Ok(Target {
+                action: "execute-api:ManageConnections",
+                resource: format!(
+                    "arn:aws:execute-api:{region}:{}:{}/{stage}/{}/@connections/{id}",
+                    crate::stack::ACCOUNT,
+                    crate::stack::EVENTS_API_ID,
+                    request.method(),
+                ),
+                context: Vec::new(),
+                bucket_arn: None,
+            })
+        }
         other => Err(format!("{other} {operation}")),
     }
 }
@@ -452,6 +480,18 @@ fn access_denied(request: &HttpRequest, message: &str) -> HttpResponse {
             .insert("x-amzn-query-error", "AccessDenied;Sender");
         resp.headers_mut()
             .insert("content-type", "application/x-amz-json-1.0");
+        return resp;
+    }
+    if request.uri().contains("/@connections/") {
+        // API Gateway's management API: 403 ForbiddenException, JSON.
+        let body = serde_json::json!({ "message": message });
+        let mut resp = HttpResponse::new(
+            403.try_into().expect("status"),
+            SdkBody::from(body.to_string()),
+        );
+        resp.headers_mut()
+            .insert("x-amzn-errortype", "ForbiddenException");
+        resp.headers_mut().insert("content-type", "application/json");
         return resp;
     }
     if target.starts_with("secretsmanager.") {

@@ -34,3 +34,4 @@ pub mod report;
 pub mod stack;
 pub mod template;
 pub mod web;
+pub mod websocket;

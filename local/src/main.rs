@@ -133,6 +133,10 @@ async fn serve() -> Result<(), BoxError> {
             env.push((name.to_owned(), v));
         }
     }
+    // Bound first: the functions' notification endpoints name it.
+    let addr = var("IMAGEGRAM_API_ADDR", "127.0.0.1:3000");
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    env.extend(stack::events_env(listener.local_addr()?));
     let spec = Spec {
         name: var("QUEUE_PREFIX", "imagegram-local"),
         bucket: var("BUCKET", "imagegram-local"),
@@ -166,9 +170,8 @@ async fn serve() -> Result<(), BoxError> {
             .collect();
         std::fs::write(&path, serde_json::to_string_pretty(&by_function)?)?;
     }
-    let addr = var("IMAGEGRAM_API_ADDR", "127.0.0.1:3000");
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("API listening on http://{}", listener.local_addr()?);
+    tracing::info!("notifications on ws://{}/events", listener.local_addr()?);
     let authorizer = DevAuthorizer::new(
         &process
             .optional("IMAGEGRAM_DEV_JWT_SECRET")
@@ -191,7 +194,10 @@ async fn serve() -> Result<(), BoxError> {
         tokio::spawn(Arc::new(site).serve(web));
     }
     let cors = running.cors.clone();
-    let mut gateway = Gateway::new(running.app, authorizer).with_cors(cors);
+    let hub = imagegram_local::websocket::Hub::for_events(running.events, Default::default());
+    let mut gateway = Gateway::new(running.app, authorizer)
+        .with_cors(cors)
+        .with_events(hub);
     if let Some(page) = process.optional("IMAGEGRAM_DOCS") {
         gateway = gateway.with_docs(page.into());
     }

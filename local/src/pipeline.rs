@@ -8,6 +8,7 @@ use std::time::Duration;
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer};
 use imagegram::queue::SqsQueue;
+use imagegram::notify::Notify;
 use imagegram::store::Outcomes;
 
 use crate::bootstrap::Queues;
@@ -32,23 +33,23 @@ pub const EVENT_SOURCES: &[(&str, Function)] = &[
 /// The pollers that play the template's event source mappings: one per
 /// entry of [`EVENT_SOURCES`]. A function's pollers can be stopped (killed
 /// mid-work, as a Lambda that times out or crashes) and started again.
-pub struct Pipeline<S> {
+pub struct Pipeline<S, N = imagegram::notify::Deployed> {
     sqs: aws_sdk_sqs::Client,
     region: String,
     queues: Queues,
     converter: Arc<Converter<S3Objects, SqsQueue>>,
-    finalizer: Arc<Finalizer<S>>,
+    finalizer: Arc<Finalizer<S, N>>,
     wait: Duration,
     running: Mutex<Vec<(Function, tokio::task::JoinHandle<()>)>>,
 }
 
-impl<S: Outcomes> Pipeline<S> {
+impl<S: Outcomes, N: Notify> Pipeline<S, N> {
     pub fn new(
         sqs: aws_sdk_sqs::Client,
         region: String,
         queues: &Queues,
         converter: Converter<S3Objects, SqsQueue>,
-        finalizer: Finalizer<S>,
+        finalizer: Finalizer<S, N>,
         wait: Duration,
     ) -> Self {
         Pipeline {

@@ -11,7 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegram::api::App;
-use imagegram::config::{ApiConfig, ConverterConfig, Env, FinalizerConfig, SweeperConfig};
+use imagegram::config::{
+    ApiConfig, ConverterConfig, Env, EventsConfig, FinalizerConfig, SweeperConfig,
+};
+use imagegram::events::Events;
+use imagegram::notify::{Connections, Notifier};
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer, Sweeper};
 use imagegram::queue::SqsQueue;
@@ -32,7 +36,25 @@ pub const FUNCTIONS: &[&str] = &[
     // The deploy's schema step (CloudFormation's custom resource in AWS):
     // the stack runs it once as it starts, before anything uses the database.
     "SchemaFunction",
+    // The notifications WebSocket API's handlers, which the local gateway
+    // runs at /events.
+    "EventsFunction",
 ];
+
+/// The WebSocket API's id locally: what `!Ref EventsApi` gives, and the
+/// API the IAM guard names in `execute-api` ARNs.
+pub const EVENTS_API_ID: &str = "localevents";
+
+/// The variables that point a stack's functions at a local gateway's
+/// notifications endpoint (`ws://addr/events` for tickets, the management
+/// API at `http://addr/events`), over the template's AWS URLs, as
+/// `AWS_ENDPOINT_URL` points the SDK at moto.
+pub fn events_env(gateway: std::net::SocketAddr) -> Vec<(String, String)> {
+    vec![
+        ("EVENTS_URL".into(), format!("ws://{gateway}/events")),
+        ("EVENTS_ENDPOINT".into(), format!("http://{gateway}/events")),
+    ]
+}
 
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
@@ -110,7 +132,9 @@ pub struct Running {
     /// `function_env`).
     pub schema_secrets: aws_sdk_secretsmanager::Client,
     /// The sweeper the schedule runs, once started (a test may run it too).
-    pub sweeper: Option<Arc<Sweeper<MySqlStore, S3Objects, SqsQueue>>>,
+    pub sweeper: Option<Arc<imagegram::pipeline::sweeper::Deployed>>,
+    /// The WebSocket API's handlers, for the gateway's `/events`.
+    pub events: Arc<Events<MySqlStore>>,
 }
 
 /// The parts of a started stack before its pipeline runs, for a test that
@@ -118,8 +142,8 @@ pub struct Running {
 pub struct Parts {
     pub running: Running,
     pub converter: Converter<S3Objects, SqsQueue>,
-    pub finalizer: Finalizer<MySqlStore>,
-    pub sweeper: Arc<Sweeper<MySqlStore, S3Objects, SqsQueue>>,
+    pub finalizer: imagegram::pipeline::finalizer::Deployed,
+    pub sweeper: Arc<imagegram::pipeline::sweeper::Deployed>,
     /// How often the template's schedule runs the sweeper.
     pub sweep_every: Duration,
     spec: Spec,
@@ -188,6 +212,13 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
         .resource("ImagesBucket", Physical::bucket(&spec.bucket))
         .resource("CursorSecret", Physical::secret(&cursor_secret))
         .resource("DatabaseAppSecret", Physical::secret(&db_secret))
+        .resource(
+            "EventsApi",
+            Physical {
+                reference: EVENTS_API_ID.into(),
+                ..Physical::default()
+            },
+        )
         // No CloudFront locally: images are served by presigned GETs, and
         // the API's policy is the one the template gives it without a CDN.
         .parameter("EnableCdn", "false")
@@ -235,16 +266,30 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
         clients[1].s3.clone(),
         clients[1].sqs.clone(),
     );
+    let sweep = again(|| SweeperConfig::load(env(3), &clients[3].secrets)).await?;
     let sweeper = Arc::new(Sweeper::from_config(
-        &again(|| SweeperConfig::load(env(3), &clients[3].secrets)).await?,
+        &sweep,
         clients[3].s3.clone(),
         clients[3].sqs.clone(),
+        sdk.credentials_provider(),
+        Connections::from_builder(clients[3].connections.clone(), &sweep.notify.endpoint),
     ));
     let sweep_every = schedule_rate(&template, "SweeperFunction")?;
     let fin = again(|| FinalizerConfig::load(env(2), &clients[2].secrets)).await?;
+    let store = MySqlStore::connect(&fin.db, fin.db_pool_max);
     let finalizer = Finalizer {
-        store: MySqlStore::connect(&fin.db, fin.db_pool_max),
+        notify: Notifier::from_config(
+            &fin.notify,
+            store.clone(),
+            clients[2].s3.clone(),
+            sdk.credentials_provider(),
+            Connections::from_builder(clients[2].connections.clone(), &fin.notify.endpoint),
+        ),
+        store,
     };
+    let events = Arc::new(Events::from_config(
+        &again(|| EventsConfig::load(env(5), &clients[5].secrets)).await?,
+    ));
     Ok(Parts {
         running: Running {
             app,
@@ -255,6 +300,7 @@ pub async fn build(spec: Spec, sdk: &aws_config::SdkConfig) -> Result<Parts, Box
             cors: crate::cors::Cors::from_template(&template)?,
             pipeline: None,
             sweeper: None,
+            events,
         },
         converter,
         finalizer,
@@ -328,6 +374,9 @@ struct Clients {
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    /// The management API's, without its endpoint (the function's
+    /// configuration names it).
+    connections: aws_sdk_apigatewaymanagement::config::Builder,
 }
 
 impl Clients {
@@ -350,10 +399,13 @@ impl Clients {
             ),
             secrets: aws_sdk_secretsmanager::Client::from_conf(
                 aws_sdk_secretsmanager::config::Builder::from(sdk)
-                    .http_client(http)
-                    .interceptor(guard)
+                    .http_client(http.clone())
+                    .interceptor(guard.clone())
                     .build(),
             ),
+            connections: aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+                .http_client(http)
+                .interceptor(guard),
         }
     }
 }

@@ -306,6 +306,9 @@ pub struct ApiConfig {
     pub upload_ttl_secs: u64,
     /// Most uploads one user may have open (posts awaiting their upload).
     pub max_open_uploads: u32,
+    /// The notifications' WebSocket URL (`EVENTS_URL`), which tickets are
+    /// for.
+    pub events_url: String,
 }
 
 /// SigV4 presigned URLs live at most 7 days.
@@ -346,6 +349,7 @@ impl ApiConfig {
             presign_ttl_secs,
             upload_ttl_secs,
             max_open_uploads: env.number("MAX_OPEN_UPLOADS", 10, 1..=10_000)?,
+            events_url: env.required("EVENTS_URL")?,
         })
     }
 }
@@ -373,6 +377,56 @@ impl ConverterConfig {
 pub struct FinalizerConfig {
     pub db: DbConfig,
     pub db_pool_max: usize,
+    pub notify: NotifyConfig,
+}
+
+/// What telling authors needs (the finalizer's and the sweeper's).
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// The WebSocket API stage's management endpoint (`EVENTS_ENDPOINT`:
+    /// `https://{api}.execute-api.{region}.amazonaws.com/{stage}`).
+    pub endpoint: String,
+    /// Where published images are, to sign their URLs as the API does.
+    pub bucket: String,
+    pub image_base_url: Option<String>,
+    pub presign_ttl_secs: u64,
+}
+
+impl NotifyConfig {
+    pub fn load(env: &Env) -> Result<Self, Error> {
+        Ok(NotifyConfig {
+            endpoint: env.required("EVENTS_ENDPOINT")?,
+            bucket: env.required("BUCKET")?,
+            image_base_url: env
+                .optional("IMAGE_BASE_URL")
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            presign_ttl_secs: env.number("PRESIGN_TTL_SECS", 3600, 60..=MAX_PRESIGN_SECS)?,
+        })
+    }
+}
+
+/// What the WebSocket API's function needs: the database (connections)
+/// and the key tickets are signed with.
+#[derive(Clone, Debug)]
+pub struct EventsConfig {
+    pub db: DbConfig,
+    pub db_pool_max: usize,
+    pub cursor_secret: Secret,
+}
+
+impl EventsConfig {
+    pub async fn load(
+        env: &Env,
+        secrets: &(impl SecretReader + Clone + Send + 'static),
+    ) -> Result<Self, Error> {
+        let cursor_arn = env.required("CURSOR_SECRET_ARN")?;
+        let (db, cursor) = tokio::join!(DbConfig::load(env, secrets), secrets.read(&cursor_arn));
+        Ok(EventsConfig {
+            db: db?,
+            db_pool_max: env.number("DB_POOL_MAX", 1, 1..=1000)?,
+            cursor_secret: Secret::new(cursor?),
+        })
+    }
 }
 
 impl FinalizerConfig {
@@ -383,6 +437,7 @@ impl FinalizerConfig {
         Ok(FinalizerConfig {
             db: DbConfig::load(env, secrets).await?,
             db_pool_max: env.number("DB_POOL_MAX", 1, 1..=1000)?,
+            notify: NotifyConfig::load(env)?,
         })
     }
 }
@@ -395,6 +450,7 @@ pub struct SweeperConfig {
     /// Where conversions are requested again.
     pub conversion_queue_url: String,
     pub limits: SweepLimits,
+    pub notify: NotifyConfig,
 }
 
 /// The sweeper's deadlines and bounds.
@@ -429,6 +485,7 @@ impl SweeperConfig {
                 max_attempts: env.number("SWEEP_MAX_ATTEMPTS", 3, 0..=100)?,
                 batch: env.number("SWEEP_BATCH", 500, 1..=10_000)?,
             },
+            notify: NotifyConfig::load(env)?,
         })
     }
 }

@@ -16,6 +16,10 @@
 //! - [`domain`]: typed values (`PostId`, `Caption`, `CommentText`, ...) that
 //!   can only be built by parsing, so everything past the handler is valid.
 //! - [`cursor`]: opaque, signed pagination cursors.
+//! - [`ticket`]: the signed, single-use tickets that open a notifications
+//!   connection; [`events`]: the WebSocket API's handlers (`$connect`,
+//!   `$disconnect`, `$default`); [`notify`]: telling a post's author, from
+//!   the finalizer and the sweeper, through API Gateway's `@connections`.
 //! - [`store`]: the database capability ([`store::Posts`], [`store::Outcomes`], [`store::Sweeps`]) and its MySQL
 //!   adapter; all SQL lives in [`store::mysql`]. Schema: `shared/migrations`.
 //! - [`objects`]: the S3 adapter: the API's object-store capability
@@ -45,7 +49,11 @@ pub mod config;
 pub mod cursor;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "events")]
+pub mod events;
 pub mod metrics;
+#[cfg(feature = "notify")]
+pub mod notify;
 #[cfg(feature = "s3")]
 pub mod objects;
 #[cfg(feature = "pipeline")]
@@ -59,5 +67,7 @@ pub mod schema;
 pub mod secrets;
 #[cfg(feature = "db")]
 pub mod store;
+#[cfg(feature = "tickets")]
+pub mod ticket;
 
 pub use error::Error;

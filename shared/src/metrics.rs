@@ -81,3 +81,13 @@ pub fn upload_to_published(d: Duration) {
 pub fn dead_letter() {
     metrics::counter!("DeadLetters").increment(1);
 }
+
+/// Notices delivered to open connections for one change of a post.
+pub fn notices(delivered: usize) {
+    metrics::counter!("NoticesDelivered").increment(delivered as u64);
+}
+
+/// A notification that failed or ran out of time (the post stands).
+pub fn notice_failed() {
+    metrics::counter!("NoticeFailures").increment(1);
+}

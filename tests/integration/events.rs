@@ -195,6 +195,7 @@ async fn every_finalizer_event_file_runs_through_the_finalizer() {
         .unwrap();
     let finalizer = Finalizer {
         store: store.clone(),
+        notify: imagegram::notify::Silent,
     };
     let run = async |name: &str| {
         let response = finalizer.handle(sqs_event(name, "unused")).await;
@@ -302,6 +303,10 @@ async fn a_dependency_that_is_down_is_a_503_that_names_no_internals() {
         objects: S3Objects::new(s3, "bucket".into(), None, Duration::from_secs(60)),
         cursors: CursorCodec::new(b"k"),
         limits: Default::default(),
+        events: imagegram::api::Events {
+            url: "ws://127.0.0.1:9/events".into(),
+            tickets: imagegram::ticket::Tickets::from_cursor_secret(b"k"),
+        },
     };
     // Liveness needs nothing behind the function.
     let resp = api::handle(&app, event("api-health.json")).await;

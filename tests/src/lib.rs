@@ -9,7 +9,6 @@ use imagegram::api::App;
 use imagegram::config::DbConfig;
 use imagegram::domain::{PostId, PostStatus};
 use imagegram::objects::S3Objects;
-use imagegram::pipeline::Sweeper;
 use imagegram::store::{MySqlStore, migrate};
 use imagegram_local::auth::{DevAuthorizer, mint};
 use imagegram_local::gateway::Gateway;
@@ -237,7 +236,7 @@ pub struct TestApp {
     /// The pollers, to stop and start a function's.
     pub pipeline: Arc<imagegram_local::pipeline::Pipeline<MySqlStore>>,
     /// The sweeper, to run it now.
-    pub sweeper: Arc<Sweeper<MySqlStore, S3Objects, imagegram::queue::SqsQueue>>,
+    pub sweeper: Arc<imagegram::pipeline::sweeper::Deployed>,
     /// The database directly (never through a fault proxy), to look.
     pub direct_db: mysql_async::Pool,
     /// The schema function's variables and its Secrets Manager client (held
@@ -264,7 +263,17 @@ pub async fn spawn_app_with(custom: impl FnOnce(&mut Spec), sdk: aws_config::Sdk
         )
         .with_test_writer()
         .try_init();
-    let (parts, spec) = build_stack_with(custom, sdk).await;
+    // Bound first: the functions' notification endpoints name it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (parts, spec) = build_stack_with(
+        |spec| {
+            spec.env.extend(stack::events_env(addr));
+            custom(spec)
+        },
+        sdk,
+    )
+    .await;
     let running = parts.run_pipeline();
     let sdk = sdk_config().await;
     let direct_db = {
@@ -276,10 +285,15 @@ pub async fn spawn_app_with(custom: impl FnOnce(&mut Spec), sdk: aws_config::Sdk
     let s3 = aws_sdk_s3::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let db = running.app.store.pool().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let base = format!("http://{addr}");
+    let hub = imagegram_local::websocket::Hub::for_events(
+        Arc::clone(&running.events),
+        Default::default(),
+    );
     let gateway = Arc::new(
-        Gateway::new(running.app, DevAuthorizer::new(JWT_SECRET)).with_cors(running.cors.clone()),
+        Gateway::new(running.app, DevAuthorizer::new(JWT_SECRET))
+            .with_cors(running.cors.clone())
+            .with_events(hub),
     );
     tokio::spawn(Arc::clone(&gateway).serve(listener));
     TestApp {

@@ -39,6 +39,17 @@ pub struct App<S, O> {
     pub objects: O,
     pub cursors: CursorCodec,
     pub limits: Limits,
+    /// Where notifications are (`POST /events/ticket`).
+    pub events: Events,
+}
+
+/// The WebSocket endpoint of notifications and the tickets that open it.
+#[derive(Clone)]
+pub struct Events {
+    /// `wss://{api}.execute-api.{region}.amazonaws.com/{stage}` (locally the
+    /// gateway's `ws://.../events`).
+    pub url: String,
+    pub tickets: crate::ticket::Tickets,
 }
 
 /// Per-user limits of the API, from the configuration.
@@ -273,6 +284,11 @@ async fn dispatch<S: Posts, O: ObjectStore>(
             ops::delete_comment(app, &caller, post, comment).await?;
             Ok(empty(StatusCode::NO_CONTENT))
         }
+        Route::EventsTicket => {
+            // No body: anything sent is ignored, as for `complete`.
+            let caller = caller?;
+            json(StatusCode::CREATED, &ops::events_ticket(app, &caller))
+        }
     }
 }
 
@@ -470,6 +486,12 @@ impl App<crate::store::MySqlStore, crate::objects::S3Objects> {
             )
             .signing_with(credentials),
             cursors: CursorCodec::new(cfg.cursor_secret.expose().as_bytes()),
+            events: Events {
+                url: cfg.events_url.clone(),
+                tickets: crate::ticket::Tickets::from_cursor_secret(
+                    cfg.cursor_secret.expose().as_bytes(),
+                ),
+            },
             limits: Limits {
                 upload_ttl: std::time::Duration::from_secs(cfg.upload_ttl_secs),
                 max_open_uploads: cfg.max_open_uploads,

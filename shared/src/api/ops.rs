@@ -24,6 +24,28 @@ pub struct CommentsPage {
     pub next_cursor: Option<String>,
 }
 
+/// `POST /events/ticket`'s answer.
+#[derive(Debug, Serialize)]
+pub struct EventsTicket {
+    /// The WebSocket URL with the ticket in its query (`?ticket=`).
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// A ticket for the caller's notifications: a URL good for opening one
+/// connection in the next 60 seconds. Nothing is stored until it is used.
+pub fn events_ticket<S, O>(app: &App<S, O>, caller: &UserId) -> EventsTicket {
+    let (ticket, expires_at) = app
+        .events
+        .tickets
+        .issue(caller, time::OffsetDateTime::now_utc());
+    let sep = if app.events.url.contains('?') { '&' } else { '?' };
+    EventsTicket {
+        url: format!("{}{sep}ticket={ticket}", app.events.url),
+        expires_at: rfc3339(expires_at),
+    }
+}
+
 /// Whether the database and the bucket answer. Behind the authorizer: each
 /// call costs a round trip to both.
 pub async fn dependencies<S: Posts, O: ObjectStore>(app: &App<S, O>) -> Result<(), Error> {
@@ -69,7 +91,7 @@ pub async fn add_comment<S: Posts, O: ObjectStore>(
     let id = CommentId::generate();
     // The answer, made before the comment is stored: with an idempotency
     // key, it is stored with the comment, in one transaction.
-    let comment = comment_view(CommentRecord {
+    let comment = CommentRecord::view(CommentRecord {
         id,
         post_id: post,
         author: caller.as_str().to_owned(),
@@ -113,7 +135,7 @@ pub async fn list_comments<S: Posts, O: ObjectStore>(
             .encode_comments(post, CommentsPosition { comment_id: c.id })
     });
     Ok(CommentsPage {
-        comments: rows.into_iter().map(comment_view).collect(),
+        comments: rows.into_iter().map(CommentRecord::view).collect(),
         next_cursor,
     })
 }
@@ -186,31 +208,11 @@ pub(super) async fn views<S: Posts, O: ObjectStore>(
             (Some(key), PostStatus::Published) => Some(app.objects.image_url(key).await?),
             _ => None,
         };
-        posts.push(Post {
-            created_at: rfc3339(p.id.created_at()),
-            id: p.id,
-            author: p.author,
-            caption: p.caption,
-            status: p.status,
-            image_url,
-            comment_count: p.comment_count,
-            last_comments: p.last_comments.into_iter().map(comment_view).collect(),
-            failure_reason: p.failure_reason.filter(|_| p.status == PostStatus::Failed),
-            thumbhash: p.thumbhash.filter(|_| p.status == PostStatus::Published),
-        });
+        posts.push(p.view(image_url));
     }
     Ok(posts)
 }
 
-fn comment_view(c: CommentRecord) -> Comment {
-    Comment {
-        created_at: rfc3339(c.id.created_at()),
-        id: c.id,
-        post_id: c.post_id,
-        author: c.author,
-        content: c.content,
-    }
-}
 
 /// A create's outcome under an idempotency key.
 pub enum Created<T> {

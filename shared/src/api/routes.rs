@@ -22,6 +22,7 @@ pub enum Route {
     AddComment,
     ListComments,
     DeleteComment,
+    EventsTicket,
 }
 
 /// How API Gateway's stage limits a route (template.yaml's `RouteSettings`).
@@ -37,7 +38,7 @@ pub enum Throttle {
 }
 
 impl Route {
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 15] = [
         Route::Health,
         Route::HealthDependencies,
         Route::OpenApi,
@@ -52,6 +53,7 @@ impl Route {
         Route::AddComment,
         Route::ListComments,
         Route::DeleteComment,
+        Route::EventsTicket,
     ];
 
     /// API Gateway's route key: `METHOD /path/{param}`.
@@ -71,6 +73,7 @@ impl Route {
             Route::AddComment => "POST /posts/{id}/comments",
             Route::ListComments => "GET /posts/{id}/comments",
             Route::DeleteComment => "DELETE /posts/{id}/comments/{comment_id}",
+            Route::EventsTicket => "POST /events/ticket",
         }
     }
 
@@ -89,7 +92,8 @@ impl Route {
             | Route::GetPost
             | Route::AddComment
             | Route::ListComments
-            | Route::DeleteComment => false,
+            | Route::DeleteComment
+            | Route::EventsTicket => false,
         }
     }
 
@@ -108,7 +112,8 @@ impl Route {
             | Route::GetPost
             | Route::AddComment
             | Route::ListComments
-            | Route::DeleteComment => Throttle::Default,
+            | Route::DeleteComment
+            | Route::EventsTicket => Throttle::Default,
         }
     }
 

@@ -6,23 +6,29 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use super::messages::{self, Body};
 use crate::Error;
 use crate::domain::{Outcome, PostId};
+use crate::notify::{Notify, Silent};
 use crate::store::Outcomes;
 
 /// The reason a post gets when its conversion kept failing.
 pub const GAVE_UP: &str =
     "the image could not be converted after repeated attempts; please upload it again";
 
-pub struct Finalizer<S> {
+/// The deployed finalizer.
+pub type Deployed = Finalizer<crate::store::MySqlStore, crate::notify::Deployed>;
+
+pub struct Finalizer<S, N = Silent> {
     pub store: S,
+    /// Tells the post's author, after the post is written.
+    pub notify: N,
 }
 
-impl<S: Outcomes> Finalizer<S> {
+impl<S: Outcomes, N: Notify> Finalizer<S, N> {
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
         super::each_message(self, event).await
     }
 }
 
-impl<S: Outcomes> super::Process for Finalizer<S> {
+impl<S: Outcomes, N: Notify> super::Process for Finalizer<S, N> {
     async fn process(&self, body: &str) -> Result<(), Error> {
         match messages::parse(body) {
             Body::Result(r) => {
@@ -62,13 +68,21 @@ impl<S: Outcomes> super::Process for Finalizer<S> {
     }
 }
 
-impl<S: Outcomes> Finalizer<S> {
+impl<S: Outcomes, N: Notify> Finalizer<S, N> {
     /// Whether the post moved (not: a repeat, or the post already ended or
-    /// was deleted).
+    /// was deleted). Once it moved, its author is told.
     async fn finish(&self, post: PostId, outcome: &Outcome) -> Result<bool, Error> {
         tracing::Span::current().record("post_id", tracing::field::display(post));
         let moved = self.store.finish(post, outcome).await?;
         tracing::info!(?outcome, moved, "finalized");
+        if moved {
+            // The post is written: nothing below can undo or fail it.
+            match self.store.read_post(post).await {
+                Ok(Some(p)) => self.notify.settled(&p).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "not told: the post could not be read"),
+            }
+        }
         Ok(moved)
     }
 }

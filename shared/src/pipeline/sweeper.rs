@@ -14,7 +14,10 @@
 //!   multipart upload is still open (the client may complete it again);
 //!   `failed` otherwise. An original whose upload completed is never
 //!   deleted.
-//! - Idempotency keys older than 24 hours are removed.
+//! - Idempotency keys older than 24 hours are removed, and the rows of
+//!   notification connections past their 2 hours.
+//!
+//! The author of a post it publishes, fails or removes is told (`notify`).
 
 use serde::Serialize;
 use tracing::Instrument;
@@ -23,7 +26,8 @@ use super::ports::{Conversions, ConvertedImages, Originals};
 use crate::Error;
 use crate::domain::{Outcome, PostStatus};
 use crate::objects::ObjectStore;
-use crate::store::Sweeps;
+use crate::notify::{Notify, Silent};
+use crate::store::{Listeners, Sweeps};
 
 pub use crate::config::SweepLimits;
 
@@ -44,18 +48,39 @@ pub struct Swept {
     pub reopened: u32,
     pub failed: u32,
     pub keys_removed: u64,
+    /// Rows of connections past their lifetime.
+    pub connections_removed: u64,
 }
 
-impl Sweeper<crate::store::MySqlStore, crate::objects::S3Objects, crate::queue::SqsQueue> {
+/// The deployed sweeper.
+pub type Deployed = Sweeper<
+    crate::store::MySqlStore,
+    crate::objects::S3Objects,
+    crate::queue::SqsQueue,
+    crate::notify::Deployed,
+>;
+
+impl Deployed {
     /// The deployed wiring: configuration, and the clients the caller built
-    /// once per process.
+    /// once per process (`credentials`: its SDK configuration's provider,
+    /// which signs the image URLs it tells authors).
     pub fn from_config(
         cfg: &crate::config::SweeperConfig,
         s3: aws_sdk_s3::Client,
         sqs: aws_sdk_sqs::Client,
+        credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+        connections: crate::notify::Connections,
     ) -> Self {
+        let store = crate::store::MySqlStore::connect(&cfg.db, 1);
         Sweeper {
-            store: crate::store::MySqlStore::connect(&cfg.db, 1),
+            notify: crate::notify::Notifier::from_config(
+                &cfg.notify,
+                store.clone(),
+                s3.clone(),
+                credentials,
+                connections,
+            ),
+            store,
             // Never presigns: the TTL is unused.
             objects: crate::objects::S3Objects::new(
                 s3,
@@ -74,8 +99,10 @@ impl Sweeper<crate::store::MySqlStore, crate::objects::S3Objects, crate::queue::
     }
 }
 
-pub struct Sweeper<S, O, C> {
+pub struct Sweeper<S, O, C, N = Silent> {
     pub store: S,
+    /// Tells authors of the posts it settles or removes.
+    pub notify: N,
     /// The bucket: originals, converted images, open multipart uploads.
     pub objects: O,
     pub conversions: C,
@@ -83,11 +110,12 @@ pub struct Sweeper<S, O, C> {
     pub limits: SweepLimits,
 }
 
-impl<S, O, C> Sweeper<S, O, C>
+impl<S, O, C, N> Sweeper<S, O, C, N>
 where
-    S: Sweeps,
+    S: Sweeps + Listeners,
     O: ObjectStore + Originals + ConvertedImages,
     C: Conversions,
+    N: Notify,
 {
     /// One run. A post it cannot settle now (a dependency down) is left for
     /// the next run; the error is returned after the others are done.
@@ -117,6 +145,7 @@ where
             }
         }
         swept.keys_removed = self.store.purge_keys(10_000).await?;
+        swept.connections_removed = self.store.purge_connections(10_000).await?;
         tracing::info!(?swept, "swept");
         match first_error {
             Some(e) => Err(e),
@@ -154,6 +183,7 @@ where
             }
             swept.uploads_removed += 1;
             tracing::info!("expired upload removed");
+            self.notify.removed(&post.author, post.id).await;
         }
         Ok(())
     }
@@ -200,6 +230,7 @@ where
             if self.store.finish(post.id, &published).await? {
                 swept.published += 1;
                 tracing::info!("published by the sweeper");
+                self.told(post.id).await;
             }
             return Ok(());
         }
@@ -229,7 +260,17 @@ where
         if self.store.finish(post.id, &outcome).await? {
             swept.failed += 1;
             tracing::info!(reason, "failed by the sweeper");
+            self.told(post.id).await;
         }
         Ok(())
+    }
+
+    /// Tells the author how the post it settled ended.
+    async fn told(&self, post: crate::domain::PostId) {
+        match self.store.read_post(post).await {
+            Ok(Some(p)) => self.notify.settled(&p).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "not told: the post could not be read"),
+        }
     }
 }

@@ -42,6 +42,26 @@ pub struct PostRecord {
     pub thumbhash: Option<String>,
 }
 
+impl PostRecord {
+    /// What clients see of it, with its image's URL (null unless
+    /// published).
+    pub fn view(self, image_url: Option<String>) -> crate::domain::Post {
+        let published = self.status == PostStatus::Published;
+        crate::domain::Post {
+            created_at: crate::domain::rfc3339(self.id.created_at()),
+            id: self.id,
+            author: self.author,
+            caption: self.caption,
+            status: self.status,
+            image_url: image_url.filter(|_| published),
+            comment_count: self.comment_count,
+            last_comments: self.last_comments.into_iter().map(CommentRecord::view).collect(),
+            failure_reason: self.failure_reason.filter(|_| self.status == PostStatus::Failed),
+            thumbhash: self.thumbhash.filter(|_| published),
+        }
+    }
+}
+
 /// A comment as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommentRecord {
@@ -49,6 +69,18 @@ pub struct CommentRecord {
     pub post_id: PostId,
     pub author: String,
     pub content: String,
+}
+
+impl CommentRecord {
+    pub fn view(self) -> crate::domain::Comment {
+        crate::domain::Comment {
+            created_at: crate::domain::rfc3339(self.id.created_at()),
+            id: self.id,
+            post_id: self.post_id,
+            author: self.author,
+            content: self.content,
+        }
+    }
 }
 
 /// What adding a comment did.
@@ -141,6 +173,40 @@ pub trait Outcomes: Send + Sync + 'static {
         post: PostId,
         outcome: &Outcome,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// The post as stored now (to tell its author how it ended).
+    fn read_post(
+        &self,
+        post: PostId,
+    ) -> impl Future<Output = Result<Option<PostRecord>, Error>> + Send;
+}
+
+/// A WebSocket connection `$connect` accepted.
+#[derive(Clone, Debug)]
+pub struct NewConnection<'a> {
+    /// API Gateway's `connectionId`.
+    pub connection_id: &'a str,
+    pub user: &'a UserId,
+    /// The ticket's nonce: a ticket opens one connection.
+    pub ticket: [u8; 16],
+}
+
+/// How long a connection row is kept: API Gateway closes every connection
+/// after 2 hours; a minute more for clocks.
+pub const CONNECTION_LIFETIME_SECS: u64 = 2 * 3600 + 60;
+
+/// Who listens for notifications: the WebSocket handlers record
+/// connections, the finalizer and the sweeper look them up.
+pub trait Listeners: Send + Sync + 'static {
+    /// Records an open connection; `false` when its ticket opened one
+    /// before (a reused ticket).
+    fn connect(&self, c: &NewConnection<'_>) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// The connection closed (`$disconnect`, or 410 Gone from a push).
+    fn disconnect(&self, connection_id: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    /// The user's open connections.
+    fn listeners(&self, user: &str) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+    /// Removes up to `limit` rows of connections past their lifetime.
+    fn purge_connections(&self, limit: u32) -> impl Future<Output = Result<u64, Error>> + Send;
 }
 
 /// A post's state moved, or the post removed while its upload is still

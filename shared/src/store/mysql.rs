@@ -8,8 +8,8 @@ use mysql_async::{
 };
 
 use super::{
-    AddComment, Answer, Claim, CommentRecord, DeleteComment, NewPost, Outcome, Outcomes,
-    PostRecord, PostStates, Posts, Sweeps,
+    AddComment, Answer, CONNECTION_LIFETIME_SECS, Claim, CommentRecord, DeleteComment,
+    Listeners, NewConnection, NewPost, Outcome, Outcomes, PostRecord, PostStates, Posts, Sweeps,
 };
 use crate::Error;
 use crate::config::DbConfig;
@@ -476,6 +476,82 @@ impl Outcomes for MySqlStore {
             )
             .await?;
             Ok(conn.affected_rows() == 1)
+        })
+        .await
+    }
+
+    async fn read_post(&self, id: PostId) -> Result<Option<PostRecord>, Error> {
+        Posts::post(self, id).await
+    }
+}
+
+impl Listeners for MySqlStore {
+    async fn connect(&self, c: &NewConnection<'_>) -> Result<bool, Error> {
+        self.within(async {
+            let mut conn = self.conn().await?;
+            let inserted = conn
+                .exec_drop(
+                    "INSERT INTO event_connections \
+                     (connection_id, user_id, ticket, connected_at, expires_at) \
+                     VALUES (?, ?, ?, NOW(3), NOW(3) + INTERVAL ? SECOND)",
+                    (
+                        c.connection_id,
+                        c.user.as_str(),
+                        &c.ticket[..],
+                        CONNECTION_LIFETIME_SECS,
+                    ),
+                )
+                .await;
+            match inserted {
+                Ok(()) => Ok(true),
+                // 1062: the ticket (or, never in practice, the connection id)
+                // is there already.
+                Err(mysql_async::Error::Server(e)) if e.code == 1062 => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    async fn disconnect(&self, connection_id: &str) -> Result<(), Error> {
+        self.within(async {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "UPDATE event_connections SET closed_at = NOW(3) \
+                 WHERE connection_id = ? AND closed_at IS NULL",
+                (connection_id,),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn listeners(&self, user: &str) -> Result<Vec<String>, Error> {
+        self.within(async {
+            let mut conn = self.conn().await?;
+            // Index event_connections_user (user_id, expires_at).
+            Ok(conn
+                .exec(
+                    "SELECT connection_id FROM event_connections \
+                     WHERE user_id = ? AND expires_at > NOW(3) AND closed_at IS NULL LIMIT 100",
+                    (user,),
+                )
+                .await?)
+        })
+        .await
+    }
+
+    async fn purge_connections(&self, limit: u32) -> Result<u64, Error> {
+        self.within(async {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "DELETE FROM event_connections WHERE expires_at < NOW(3) \
+                 ORDER BY expires_at LIMIT ?",
+                (limit,),
+            )
+            .await?;
+            Ok(conn.affected_rows())
         })
         .await
     }
