@@ -254,7 +254,8 @@ release_build() {
   # in the unified set.
   cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
     -p imagegram-local -p imagegram-api -p imagegram-bench -p imagegram-cli \
-    -p imagegram-converter -p imagegram-finalizer -p imagegram-sweeper -p imagegram-migrator
+    -p imagegram-converter -p imagegram-finalizer -p imagegram-sweeper -p imagegram-migrator \
+    -p imagegram-events
 }
 
 # `export K=V` lines of one function's variables, from the running stack.

@@ -355,9 +355,12 @@ impl Intercept for Guard {
         // A read of a key also asks whether the caller may list the bucket:
         // S3 answers a missing key 404 with that permission and 403 without
         // it. Recorded as a call of its own, so a role without the grant
-        // shows as a refusal (and the grant's use as a use).
+        // shows as a refusal (and the grant's use as a use). Not for a
+        // presigned read: the function sends nothing, and whoever uses the
+        // URL sees the key (the published image it names exists).
         let listing = target
             .as_ref()
+            .filter(|_| !presigned)
             .and_then(|t| t.bucket_arn.as_deref())
             .map(|b| (b, self.policy.decide("s3:ListBucket", b, &[])));
         if let (Decision::Allowed(_), Some((bucket, listed))) = (&decision, &listing) {

@@ -80,6 +80,33 @@ async fn every_api_event_file_runs_through_the_handler() {
 }
 
 #[tokio::test]
+async fn every_websocket_event_file_runs_through_the_events_handler() {
+    // The EventsFunction as the local stack builds it.
+    let (parts, _) = build_stack(|_| {}).await;
+    let events = parts.running.events;
+    for expected in manifest().iter().filter(|e| e["function"] == "EventsFunction") {
+        let name = expected["file"].as_str().unwrap();
+        let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name} is not a WebSocket event: {e}"));
+        let resp = events.handle(event).await;
+        assert_eq!(resp.status_code, expected["status"].as_i64().unwrap(), "{name}: {resp:?}");
+        let body = match resp.body {
+            Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+            None => String::new(),
+            other => panic!("{name}: {other:?}"),
+        };
+        let got = if body.is_empty() {
+            Vec::new()
+        } else {
+            keys(&serde_json::from_str(&body).unwrap())
+        };
+        assert_eq!(got, expected_keys(expected), "{name}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn the_sweeper_event_runs_the_sweeper() {
     let app = imagegram_tests::spawn_app().await;
     let expected = manifest()
@@ -265,7 +292,7 @@ fn every_event_file_has_an_expectation() {
             }
             // The schema step's answer: tests/integration/schema.rs runs the
             // file.
-            "ApiFunction" | "SweeperFunction" | "SchemaFunction" => {}
+            "ApiFunction" | "SweeperFunction" | "SchemaFunction" | "EventsFunction" => {}
             other => panic!("unknown function {other}"),
         }
     }

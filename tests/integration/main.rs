@@ -14,6 +14,7 @@ mod iam;
 mod idempotency;
 mod identity;
 mod metrics;
+mod notify;
 mod pipeline;
 mod posts;
 mod routes;

@@ -73,6 +73,11 @@ fn every_role_that_reads_keys_may_list_their_bucket() {
                     continue;
                 }
                 for r in &s.resources {
+                    if f == "FinalizerFunction" && r.ends_with("/converted/*") {
+                        // It never reads: it signs the GET of a published
+                        // (existing) image for the author's notice.
+                        continue;
+                    }
                     let bucket = r.split('/').next().unwrap();
                     assert!(
                         policy.allows("s3:ListBucket", bucket, &[]),
