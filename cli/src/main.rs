@@ -8,6 +8,7 @@
 //! or `api`/`token` in `$XDG_CONFIG_HOME/imagegram/config.json`.
 
 mod api;
+mod events;
 mod state;
 mod upload;
 
@@ -141,6 +142,11 @@ impl Failure {
             _ => String::new(),
         };
         Failure::unexpected(format!("{status} {code}: {message}{hint}"))
+    }
+
+    /// What went wrong, for a person.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     pub fn context(mut self, what: &str) -> Self {

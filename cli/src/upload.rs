@@ -11,7 +11,9 @@
 //! 3. On a second run, the API says which parts S3 holds; each is checked
 //!    against the file (its size, and its ETag, the part's MD5) before it
 //!    is skipped.
-//! 4. Complete (safe to retry), then wait for `published` or `failed`.
+//! 4. Complete (safe to retry), then wait for `published` or `failed`:
+//!    told over the notifications WebSocket (`events.rs`), polling when
+//!    it cannot be opened.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -114,6 +116,13 @@ pub async fn post(api: &Api, file: &Path, opts: &Options) -> Result<Value, Failu
         .clone()
         .ok_or_else(|| Failure::unexpected("no post id"))?;
 
+    // Open before `complete`: a message is never replayed, so the socket
+    // must be there before the post can turn.
+    let listener = if opts.wait {
+        Some(crate::events::Listener::open(api).await)
+    } else {
+        None
+    };
     let (status, upload) = api
         .call(
             reqwest::Method::GET,
@@ -180,34 +189,7 @@ pub async fn post(api: &Api, file: &Path, opts: &Options) -> Result<Value, Failu
             )
             .await;
     }
-    wait_until_final(api, &post_id).await
-}
-
-/// Polls the post until it is `published` or `failed` (10 minutes at most).
-async fn wait_until_final(api: &Api, post_id: &str) -> Result<Value, Failure> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut pause = Duration::from_millis(250);
-    loop {
-        let post = api
-            .expect(
-                reqwest::Method::GET,
-                &format!("/posts/{post_id}"),
-                None,
-                None,
-            )
-            .await?;
-        if matches!(post["status"].as_str(), Some("published" | "failed")) {
-            return Ok(post);
-        }
-        if Instant::now() > deadline {
-            return Err(Failure::unexpected(format!(
-                "post {post_id} is still {} after 10 minutes; `imagegram show {post_id}` later",
-                post["status"]
-            )));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(3));
-    }
+    crate::events::wait_until_final(api, &post_id, listener.expect("opened when waiting")).await
 }
 
 /// Byte range of part `n` (1-based).

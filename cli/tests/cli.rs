@@ -554,3 +554,74 @@ async fn feed_comments_and_abort_from_the_command_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(app.get(&format!("/posts/{id}"), "alice").await.status, 404);
 }
+
+#[tokio::test]
+async fn post_learns_the_outcome_from_the_notifications_socket() {
+    let app = spawn_app().await;
+    let cli = Cli::for_app(&app);
+    let file = cli.file("p.jpg", &encode_rgb(&bands(300, 200, &[[9, 9, 200]]), image::ImageFormat::Jpeg));
+    let o = cli
+        .run("kim", &["post", file.to_str().unwrap(), "--json", "--verbose"])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout_json(&o)["status"], "published");
+    let err = stderr(&o);
+    assert!(err.contains("notifications connection open"), "{err}");
+    // Either the one read after `complete` already saw it (the pipeline is
+    // fast here), or the socket told: never a poll.
+    assert!(!err.contains("polling"), "{err}");
+}
+
+#[tokio::test]
+async fn a_dropped_socket_is_opened_again_and_the_outcome_still_arrives() {
+    use imagegram_local::pipeline::Function;
+    let app = spawn_app().await;
+    let cli = Cli::for_app(&app);
+    let file = cli.file("p.jpg", &encode_rgb(&bands(300, 200, &[[9, 200, 9]]), image::ImageFormat::Jpeg));
+    // Held in `processing` until the connection has dropped.
+    app.pipeline.stop(Function::Converter);
+    let mut c = cli.command("lee", &["post", file.to_str().unwrap(), "--json"]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let hub = app.gateway.events().unwrap().clone();
+    imagegram_tests::eventually("the CLI's socket is open", async || hub.open_connections() == 1).await;
+    // Past `complete`: the post is processing.
+    imagegram_tests::eventually("the post is processing", async || {
+        use mysql_async::prelude::Queryable;
+        let mut conn = app.direct_db.get_conn().await.unwrap();
+        let n: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM posts WHERE author = 'lee' AND status = 'processing'")
+            .await
+            .unwrap();
+        n == Some(1)
+    })
+    .await;
+    hub.close_all();
+    imagegram_tests::eventually("the CLI reconnects", async || hub.open_connections() == 1).await;
+    app.pipeline.start(Function::Converter);
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout_json(&o)["status"], "published");
+    let err = stderr(&o);
+    assert!(err.contains("notifications connection dropped"), "{err}");
+    assert!(!err.contains("polling"), "{err}");
+}
+
+#[tokio::test]
+async fn without_a_socket_post_polls_and_says_so() {
+    // The ticket names an endpoint nothing listens on.
+    let app = imagegram_tests::spawn_app_spec(|spec| {
+        spec.env.push(("EVENTS_URL".into(), "ws://127.0.0.1:9/events".into()));
+    })
+    .await;
+    let cli = Cli::for_app(&app);
+    let file = cli.file("p.jpg", &encode_rgb(&bands(300, 200, &[[200, 9, 9]]), image::ImageFormat::Jpeg));
+    let o = cli.run("max", &["post", file.to_str().unwrap(), "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout_json(&o)["status"], "published");
+    let err = stderr(&o);
+    assert!(err.contains("notifications unavailable"), "{err}");
+    assert!(err.contains("polling for the outcome instead"), "{err}");
+}

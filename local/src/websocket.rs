@@ -122,6 +122,14 @@ impl Hub {
         self.open.lock().expect("hub lock").len()
     }
 
+    /// Closes every open connection (1000), as `DELETE @connections/{id}`
+    /// does one: a test's network drop.
+    pub fn close_all(&self) {
+        for conn in self.open.lock().expect("hub lock").values() {
+            let _ = conn.tx.send(Out::Close);
+        }
+    }
+
     /// Whether the request is the Hub's: the stage's endpoint or its
     /// management API.
     pub fn serves(path: &str) -> bool {
