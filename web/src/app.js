@@ -2,7 +2,8 @@
 // photo (resumable upload), comment, delete one's own comments.
 
 import { thumbHashToDataURL } from "thumbhash";
-import { Api, ApiError, acceptedTypes, sleep } from "./api.js";
+import { Api, ApiError, acceptedTypes } from "./api.js";
+import { Notifications, outcome } from "./events.js";
 import { Upload, accept, forgetUpload, savedUpload } from "./upload.js";
 
 const $ = (id) => document.getElementById(id);
@@ -279,14 +280,15 @@ async function runUpload(file, caption, saved) {
   });
   window.__imagegramUpload = current;
   status("Uploading…");
+  // Open before the upload completes: a message is never replayed.
+  const notifications = new Notifications(api);
+  await notifications.open();
   try {
+    // complete's answer is the one read after the socket opened.
     let post = await current.run(saved);
     $("resume").hidden = true;
     status("Processing…");
-    for (let i = 0; post.status === "processing" || post.status === "awaiting_upload"; i++) {
-      await sleep(Math.min(3000, 250 * 2 ** i));
-      post = await api.call("GET", `/posts/${post.id}`);
-    }
+    post = await outcome(api, notifications, post);
     if (post.status === "published") {
       status("Published.");
       $("result").replaceChildren(postImage(post, post.caption || "Your photo"));
@@ -298,6 +300,7 @@ async function runUpload(file, caption, saved) {
   } catch (e) {
     showError(e);
   } finally {
+    notifications.close();
     $("post-button").disabled = false;
     $("upload").hidden = true;
     current = null;

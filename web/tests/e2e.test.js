@@ -217,6 +217,30 @@ test("a comment is added and deleted; another user's has no delete button and a 
   await context.close();
 });
 
+test("the page learns of its published post from the notifications socket, without polling", async () => {
+  const { context, page } = await signedIn("web-nora");
+  // Every request for the post after the socket opened, and what the
+  // socket carried.
+  let socketOpened = false;
+  const reads = [];
+  const frames = [];
+  page.on("websocket", (ws) => {
+    socketOpened = true;
+    ws.on("framereceived", (f) => frames.push(String(f.payload)));
+  });
+  page.on("request", (r) => {
+    if (socketOpened && r.method() === "GET" && /\/posts\/[0-9a-f]{32}$/.test(new URL(r.url()).pathname)) reads.push(r.url());
+  });
+  await page.setInputFiles("#file", BIG_JPEG);
+  await page.getByRole("button", { name: "Post" }).click();
+  await waitForStatus(page, "Published.");
+  await page.locator("#result img").waitFor();
+  assert.ok(socketOpened, "the page opened the notifications socket");
+  assert.ok(frames.some((f) => f.includes('"type":"post"') && f.includes('"status":"published"')), `pushed: ${frames}`);
+  assert.deepEqual(reads, [], "no GET /posts/{id} after the socket opened");
+  await context.close();
+});
+
 test("a text file named .jpg ends failed, with its reason on screen", async () => {
   const { context, page } = await signedIn("web-frank");
   const path = join(ARTIFACTS, "notes.jpg");
