@@ -86,17 +86,16 @@ export async function outcome(api, notifications, post) {
   let reconnects = 0;
   for (;;) {
     if (isFinal(post)) return post;
-    if (!notifications.isOpen) break;
-    const m = await notifications.next(post.id);
-    if (m.type === "post") {
-      if (isFinal(m.post)) return m.post;
+    if (!notifications.isOpen) {
+      // Closed (idle, the 2-hour limit, the network) or never opened: a
+      // new ticket, then read once, as the contract says.
+      if (reconnects++ >= 5 || !(await notifications.open())) break;
+      post = await api.call("GET", `/posts/${post.id}`);
       continue;
     }
+    const m = await notifications.next(post.id);
+    if (m.type === "post" && isFinal(m.post)) return m.post;
     if (m.type === "post_removed") throw new Error("The upload expired before it completed; the post was removed.");
-    // Closed (idle, the 2-hour limit, the network): a new ticket, then
-    // read once, as the contract says.
-    if (reconnects++ >= 5 || !(await notifications.open())) break;
-    post = await api.call("GET", `/posts/${post.id}`);
   }
   for (let i = 0; !isFinal(post); i++) {
     await sleep(Math.min(3000, 250 * 2 ** i));

@@ -241,6 +241,34 @@ test("the page learns of its published post from the notifications socket, witho
   await context.close();
 });
 
+test("a notifications socket that drops mid-upload is opened again, the post read once, and the outcome pushed", async () => {
+  const { context, page } = await signedIn("web-olga");
+  const sockets = [];
+  const readsAfter = [];
+  page.on("websocket", (ws) => sockets.push(ws));
+  page.on("request", (r) => {
+    if (sockets.length >= 2 && r.method() === "GET" && /\/posts\/[0-9a-f]{32}$/.test(new URL(r.url()).pathname)) readsAfter.push(r.url());
+  });
+  // The parts wait until the first socket has dropped.
+  let release;
+  const released = new Promise((r) => (release = r));
+  await page.route(/\/originals\//, async (route) => {
+    if (route.request().method() === "PUT") await released;
+    return route.continue().catch(() => {});
+  });
+  await page.setInputFiles("#file", BIG_JPEG);
+  await page.getByRole("button", { name: "Post" }).click();
+  await page.waitForFunction(() => window.__imagegramSocket?.readyState === 1);
+  await page.evaluate(() => window.__imagegramSocket.close());
+  release();
+  await waitForStatus(page, "Published.");
+  await page.locator("#result img").waitFor();
+  assert.equal(sockets.length, 2, "opened again after the drop");
+  assert.ok(readsAfter.length <= 1, `read once after reconnecting, not polled: ${readsAfter}`);
+  await page.unroute(/\/originals\//);
+  await context.close();
+});
+
 test("a text file named .jpg ends failed, with its reason on screen", async () => {
   const { context, page } = await signedIn("web-frank");
   const path = join(ARTIFACTS, "notes.jpg");
