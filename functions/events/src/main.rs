@@ -2,6 +2,10 @@
 //! connection recorded), `$disconnect`, `$default` (ping). Wiring only; the
 //! logic is `imagegram::events`.
 
+// The runtime future over the WebSocket event type nests deeper than the
+// default limit allows the compiler to lay out.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
