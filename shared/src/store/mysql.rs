@@ -282,6 +282,14 @@ pub mod sql {
     pub const COMMENTS_AFTER: &str = "SELECT post_id, id, author, content FROM comments \
                                       WHERE post_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
     pub const COMMENT_AUTHOR: &str = "SELECT author FROM comments WHERE post_id = ? AND id = ?";
+    /// A notification's lookup: the author's open connections. Index
+    /// event_connections_user (user_id, expires_at), a range on expiry.
+    pub const LISTENERS: &str = "SELECT connection_id FROM event_connections \
+         WHERE user_id = ? AND expires_at > NOW(3) AND closed_at IS NULL LIMIT 100";
+    /// The sweeper's purge of expired connections. Index
+    /// event_connections_expiry, oldest first.
+    pub const PURGE_CONNECTIONS: &str =
+        "DELETE FROM event_connections WHERE expires_at < NOW(3) ORDER BY expires_at LIMIT ?";
     /// A comment in: the count, and the comment among the post's newest two
     /// where its id puts it, under the post row's lock. Ids are 32
     /// lowercase hex digits, so their text sorts as they do: a comment whose
@@ -530,14 +538,7 @@ impl Listeners for MySqlStore {
     async fn listeners(&self, user: &str) -> Result<Vec<String>, Error> {
         self.within(async {
             let mut conn = self.conn().await?;
-            // Index event_connections_user (user_id, expires_at).
-            Ok(conn
-                .exec(
-                    "SELECT connection_id FROM event_connections \
-                     WHERE user_id = ? AND expires_at > NOW(3) AND closed_at IS NULL LIMIT 100",
-                    (user,),
-                )
-                .await?)
+            Ok(conn.exec(sql::LISTENERS, (user,)).await?)
         })
         .await
     }
@@ -545,12 +546,7 @@ impl Listeners for MySqlStore {
     async fn purge_connections(&self, limit: u32) -> Result<u64, Error> {
         self.within(async {
             let mut conn = self.conn().await?;
-            conn.exec_drop(
-                "DELETE FROM event_connections WHERE expires_at < NOW(3) \
-                 ORDER BY expires_at LIMIT ?",
-                (limit,),
-            )
-            .await?;
+            conn.exec_drop(sql::PURGE_CONNECTIONS, (limit,)).await?;
             Ok(conn.affected_rows())
         })
         .await
