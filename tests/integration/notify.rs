@@ -377,3 +377,74 @@ async fn oversized_messages_are_refused_as_api_gateway_refuses_them() {
         .unwrap_err();
     assert!(err.as_service_error().unwrap().is_payload_too_large_exception(), "{err:?}");
 }
+
+/// Known difference: the local `@connections` endpoint requires a SigV4
+/// `Authorization` header, as API Gateway does, but does not verify the
+/// signature (API Gateway does, then IAM decides). What a caller may do is
+/// decided by the IAM guard on the caller's own SDK client instead.
+#[tokio::test]
+async fn known_difference_the_management_api_wants_a_signature_but_does_not_verify_it() {
+    let app = spawn_app().await;
+    let mut ws = open(&ticket(&app, "kate").await).await;
+    ping(&mut ws).await;
+    let ids = imagegram::store::Listeners::listeners(&app.app().store, "kate")
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let url = format!(
+        "{}/events/@connections/{}",
+        app.base,
+        percent_encoding::utf8_percent_encode(&ids[0], percent_encoding::NON_ALPHANUMERIC)
+    );
+    let http = reqwest::Client::new();
+    // No signature: API Gateway's 403.
+    let r = http.post(&url).body(r#"{"type":"x"}"#).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().await.unwrap(), r#"{"message":"Missing Authentication Token"}"#);
+    assert!(next_message(&mut ws, Duration::from_millis(300)).await.is_none());
+    // A signature nobody could have made: AWS would answer 403; locally it
+    // is delivered.
+    let r = http
+        .post(&url)
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDNOBODY/20260101/us-east-1/execute-api/aws4_request, \
+             SignedHeaders=host, Signature=00",
+        )
+        .body(r#"{"type":"forged"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = next_message(&mut ws, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(m["type"], "forged");
+}
+
+/// Known difference: the events stage's throttle (`DefaultRouteSettings`,
+/// `ApiThrottleBurst` by default) is not applied locally; API Gateway
+/// would answer messages past the burst with "Too Many Requests".
+#[tokio::test]
+async fn known_difference_the_websocket_stage_is_not_throttled_locally() {
+    let t: serde_norway::Value =
+        serde_norway::from_str(&imagegram_tests::template_text()).unwrap();
+    let burst = t["Parameters"]["ApiThrottleBurst"]["Default"].as_u64().unwrap() as usize;
+    assert!(
+        matches!(
+            &t["Resources"]["EventsStage"]["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"],
+            serde_norway::Value::Tagged(_)
+        ),
+        "the stage's burst is the parameter"
+    );
+    let app = spawn_app().await;
+    let mut ws = open(&ticket(&app, "liam").await).await;
+    let n = burst + 20;
+    for _ in 0..n {
+        ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    }
+    for i in 0..n {
+        let m = next_message(&mut ws, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("no answer to ping {i}"));
+        assert_eq!(m, serde_json::json!({ "type": "pong" }), "ping {i} of {n}");
+    }
+}

@@ -199,3 +199,23 @@ async fn the_handler_itself_refuses_every_non_public_route_without_the_authorize
         }
     }
 }
+
+/// Known difference: API Gateway applies the stage's route throttles
+/// (`GET /health/dependencies`: burst 10, rate 5) and answers 429 past
+/// them; the local gateway applies none.
+#[tokio::test]
+async fn known_difference_the_http_stage_is_not_throttled_locally() {
+    let t = template();
+    let s = &t["Resources"]["HttpApi"]["Properties"]["RouteSettings"]
+        [Route::HealthDependencies.key()];
+    let burst: usize = setting(&s["ThrottlingBurstLimit"]).parse().unwrap();
+    let app = spawn_app().await;
+    let n = burst * 3;
+    let calls = (0..n).map(|_| app.call("GET", "/health/dependencies", Some("olga"), None));
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, vec![200; n], "{n} calls at once, past a burst of {burst}");
+}
