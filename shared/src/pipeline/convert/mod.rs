@@ -12,11 +12,11 @@
 //!   progressive JPEG whose centred square is at least 4800 wide is decoded
 //!   from its DC coefficients alone ([`progressive`]): libjpeg would keep
 //!   every coefficient of it.
-//! - PNG ([`png`]) and BMP ([`bmp`]): rows are decoded one at a time and
-//!   box-averaged as they arrive ([`rows::Shrinker`]), so memory is one row
-//!   plus the staged image whatever the input's size. Interlaced PNGs and
-//!   uncommon BMP encodings take the whole-image path ([`fallback`]), still
-//!   behind the limits.
+//! - PNG ([`png`]) and BMP ([`bmp`], every encoding, RLE included): rows
+//!   are decoded one at a time and box-averaged as they arrive
+//!   ([`rows::Shrinker`]; an interlaced PNG's passes into
+//!   [`rows::Scatter`]), so memory is one row plus the staged image
+//!   whatever the input's size.
 //!
 //! Then [`finish`]: Lanczos3 to 600x600 (SIMD, `fast_image_resize`) on the
 //! centred square, EXIF rotation on the small result (a centred square crop
@@ -27,7 +27,6 @@
 //! every panic of the decoders and turns it into a [`Rejection`].
 
 mod bmp;
-mod fallback;
 mod jpeg;
 mod png;
 mod progressive;

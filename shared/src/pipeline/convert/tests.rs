@@ -186,42 +186,117 @@ fn streamed_png_matches_a_full_resolution_reference() {
     assert!(db >= 30.0, "PSNR {db:.1} dB");
 }
 
+/// A BMP file of any layout, written by hand: the DIB header of `dib`
+/// bytes (12 is OS/2's core header, 40 INFO, 52 to 124 V2 to V5), `height`
+/// negative for top down, bit fields as (r, g, b, a) masks, a palette of
+/// `palette.len()` entries (`colours` written as the header's count), and
+/// the pixel data as it lies in the file.
+struct RawBmp {
+    dib: u32,
+    width: i32,
+    height: i32,
+    bits: u16,
+    compression: u32,
+    masks: [u32; 4],
+    palette: Vec<[u8; 3]>,
+    colours: u32,
+    data: Vec<u8>,
+}
+
+impl RawBmp {
+    fn new(dib: u32, width: i32, height: i32, bits: u16, compression: u32) -> Self {
+        RawBmp {
+            dib,
+            width,
+            height,
+            bits,
+            compression,
+            masks: [0; 4],
+            palette: Vec::new(),
+            colours: 0,
+            data: Vec::new(),
+        }
+    }
+
+    fn file(&self) -> Vec<u8> {
+        let mut dib = self.dib.to_le_bytes().to_vec();
+        if self.dib == 12 {
+            dib.extend((self.width as u16).to_le_bytes());
+            dib.extend((self.height as u16).to_le_bytes());
+            dib.extend(1u16.to_le_bytes());
+            dib.extend(self.bits.to_le_bytes());
+        } else {
+            dib.extend(self.width.to_le_bytes());
+            dib.extend(self.height.to_le_bytes());
+            dib.extend(1u16.to_le_bytes());
+            dib.extend(self.bits.to_le_bytes());
+            dib.extend(self.compression.to_le_bytes());
+            dib.extend([0; 12]); // image size, resolution
+            dib.extend(self.colours.to_le_bytes());
+            dib.extend([0; 4]); // important colours
+            let masks = self.masks.iter().flat_map(|m| m.to_le_bytes());
+            if self.dib == 40 && self.compression == 3 {
+                dib.extend(masks.take(12)); // after the header
+            } else {
+                dib.extend(masks.take(self.dib as usize - 40));
+            }
+            dib.resize(dib.len().max(self.dib as usize), 0);
+        }
+        let entry = if self.dib == 12 { 3 } else { 4 };
+        for [r, g, b] in &self.palette {
+            dib.extend(&[*b, *g, *r, 0][..entry]);
+        }
+        let offset = 14 + dib.len();
+        let mut out = b"BM".to_vec();
+        out.extend(((offset + self.data.len()) as u32).to_le_bytes());
+        out.extend([0; 4]);
+        out.extend((offset as u32).to_le_bytes());
+        out.extend(dib);
+        out.extend(&self.data);
+        out
+    }
+
+    /// Uncompressed rows, in file order: `value(row, x)` packed at
+    /// `bits` a pixel (most significant first below 8, little-endian
+    /// above), each row padded to 4 bytes.
+    fn pack(mut self, value: impl Fn(u32, u32) -> u32) -> Self {
+        let (w, h) = (self.width as u32, self.height.unsigned_abs());
+        let bits = self.bits as usize;
+        for row in 0..h {
+            let mut line = vec![0u8; (w as usize * bits).div_ceil(32) * 4];
+            for x in 0..w {
+                let v = value(row, x);
+                let v = if bits < 8 { v & ((1 << bits) - 1) } else { v };
+                let at = x as usize * bits;
+                match bits {
+                    1 | 2 | 4 | 8 => line[at / 8] |= (v as u8) << (8 - bits - at % 8),
+                    _ => line[at / 8..at / 8 + bits / 8]
+                        .copy_from_slice(&v.to_le_bytes()[..bits / 8]),
+                }
+            }
+            self.data.extend(line);
+        }
+        self
+    }
+}
+
 /// A BMP written by hand, so every layout can be had: `bits` 8 (grey
 /// palette), 24 or 32, bottom up or top down.
 fn bmp(img: &RgbImage, bits: u16, top_down: bool) -> Vec<u8> {
-    let (w, h) = img.dimensions();
-    let stride = (w as usize * bits as usize).div_ceil(32) * 4;
-    let palette = if bits == 8 { 256 * 4 } else { 0 };
-    let offset = 14 + 40 + palette;
-    let mut out = b"BM".to_vec();
-    out.extend(((offset + stride * h as usize) as u32).to_le_bytes());
-    out.extend([0; 4]);
-    out.extend((offset as u32).to_le_bytes());
-    out.extend(40u32.to_le_bytes());
-    out.extend((w as i32).to_le_bytes());
-    out.extend((if top_down { -(h as i32) } else { h as i32 }).to_le_bytes());
-    out.extend(1u16.to_le_bytes());
-    out.extend(bits.to_le_bytes());
-    out.extend([0; 24]); // BI_RGB, sizes, resolution, colours
+    let (w, h) = (img.width() as i32, img.height() as i32);
+    let mut raw = RawBmp::new(40, w, if top_down { -h } else { h }, bits, 0);
     if bits == 8 {
-        out.extend((0..=255u8).flat_map(|g| [g, g, g, 0]));
+        raw.palette = (0..=255u8).map(|g| [g, g, g]).collect();
     }
-    for i in 0..h {
-        let y = if top_down { i } else { h - 1 - i };
-        let mut row: Vec<u8> = (0..w)
-            .flat_map(|x| {
-                let [r, g, b] = img.get_pixel(x, y).0;
-                match bits {
-                    8 => vec![r],
-                    24 => vec![b, g, r],
-                    _ => vec![b, g, r, 0],
-                }
-            })
-            .collect();
-        row.resize(stride, 0);
-        out.extend(row);
-    }
-    out
+    raw.pack(|row, x| {
+        let y = if top_down { row } else { h as u32 - 1 - row };
+        let [r, g, b] = img.get_pixel(x, y).0;
+        match bits {
+            8 => u32::from(r),
+            _ => u32::from_le_bytes([b, g, r, 0]),
+        }
+    })
+    .file()
 }
 
 #[test]
@@ -257,35 +332,196 @@ fn bmp_layouts_stream_to_the_right_pixels() {
     assert_close(&out, (20, 300), [200, 0, 0]);
 }
 
+/// What the `image` crate makes of a BMP, staged as ours is: the
+/// reference every streamed layout is held to.
+fn staged_by_the_image_crate(file: &[u8]) -> Result<Staged, image::ImageError> {
+    let image = image::load_from_memory_with_format(file, image::ImageFormat::Bmp)?;
+    let (w, h) = (image.width(), image.height());
+    let mut shrinker = super::rows::Shrinker::new(w, h, Orientation::NoTransforms);
+    let mut rgb = Vec::new();
+    let rgba = image.into_rgba8();
+    for (y, row) in rgba.chunks_exact(w as usize * 4).enumerate() {
+        super::rows::to_rgb(super::rows::Layout::Rgba, row, &mut rgb);
+        shrinker.push(y as u32, &rgb);
+    }
+    Ok(shrinker.finish())
+}
+
+fn assert_same_as_the_image_crate(name: &str, file: &[u8]) {
+    let ours = bmp::stage(Cursor::new(file), &Limits::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let theirs = staged_by_the_image_crate(file).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(
+        (ours.width, ours.height, ours.crop, ours.source),
+        (theirs.width, theirs.height, theirs.crop, theirs.source),
+        "{name}"
+    );
+    if let Some(i) = (0..ours.rgb.len()).find(|&i| ours.rgb[i] != theirs.rgb[i]) {
+        panic!(
+            "{name}: staged byte {i} (pixel {}) is {}, the image crate's {}",
+            i / 3,
+            ours.rgb[i],
+            theirs.rgb[i]
+        );
+    }
+}
+
+/// Pseudo-random, repeatable.
+fn noise(seed: u32) -> impl FnMut() -> u32 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    }
+}
+
+fn random_palette(n: usize, seed: u32) -> Vec<[u8; 3]> {
+    let mut next = noise(seed);
+    (0..n)
+        .map(|_| {
+            let v = next().to_le_bytes();
+            [v[0], v[1], v[2]]
+        })
+        .collect()
+}
+
 #[test]
-fn uncommon_bmp_encodings_take_the_whole_image_path() {
-    // 16-bit BI_RGB (5-5-5): not streamed, still converted.
-    let (w, h) = (64u32, 32u32);
-    let mut file = b"BM".to_vec();
-    let stride = (w as usize * 2).div_ceil(4) * 4;
-    let offset = 14 + 40;
-    file.extend(((offset + stride * h as usize) as u32).to_le_bytes());
-    file.extend([0; 4]);
-    file.extend((offset as u32).to_le_bytes());
-    file.extend(40u32.to_le_bytes());
-    file.extend((w as i32).to_le_bytes());
-    file.extend((h as i32).to_le_bytes());
-    file.extend(1u16.to_le_bytes());
-    file.extend(16u16.to_le_bytes());
-    file.extend([0; 24]);
-    for _ in 0..h {
-        for _ in 0..w {
-            file.extend((0b0_11111_00000_00000u16).to_le_bytes()); // red
+fn every_uncompressed_bmp_layout_streams_to_the_image_crates_pixels() {
+    let (w, h) = (53, 37);
+    let hash = |row: u32, x: u32| (row.wrapping_mul(2_654_435_761) ^ x.wrapping_mul(40_503)).rotate_left(x % 31);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    // Palettes of every depth, core and INFO headers, bottom up and top
+    // down, a short palette (indices past it are black).
+    for (dib, bits) in [(12, 1), (12, 4), (12, 8), (40, 1), (40, 2), (40, 4), (40, 8), (124, 8)] {
+        for height in [h, -h] {
+            if dib == 12 && height < 0 {
+                continue;
+            }
+            let mut raw = RawBmp::new(dib, w, height, bits, 0);
+            raw.palette = random_palette(1 << bits, u32::from(bits) * 7 + dib);
+            cases.push((format!("{bits}-bit palette, header {dib}, height {height}"), raw.pack(hash).file()));
         }
     }
-    let out = decode(&convert(&file, &Limits::default()).unwrap());
-    assert_close(&out, (300, 300), [255, 0, 0]);
-    // A limit applies there too.
-    let small = Limits {
-        max_side: 50,
-        ..Limits::default()
+    let mut raw = RawBmp::new(40, w, h, 8, 0);
+    raw.palette = random_palette(20, 3);
+    raw.colours = 20;
+    cases.push(("8-bit, 20 colours".into(), raw.pack(hash).file()));
+    // 16-bit 5-5-5, 24- and 32-bit BI_RGB (the fourth byte is not alpha).
+    for (dib, bits, height) in [(40, 16, h), (40, 16, -h), (12, 24, h), (40, 24, -h), (40, 32, h), (124, 32, -h)] {
+        cases.push((
+            format!("BI_RGB {bits}-bit, header {dib}, height {height}"),
+            RawBmp::new(dib, w, height, bits, 0).pack(hash).file(),
+        ));
+    }
+    // Bit fields: 5-6-5, every field width from 1 to 10 bits (wider ones
+    // keep their top 8), alpha from V3 headers on.
+    let fields: [(u32, u16, [u32; 4]); 7] = [
+        (40, 16, [0xF800, 0x07E0, 0x001F, 0]),
+        (52, 16, [0x7C00, 0x03E0, 0x001F, 0]),
+        (56, 16, [0x0F00, 0x00F0, 0x000F, 0xF000]),
+        (108, 32, [0x3FF0_0000, 0x000F_FC00, 0x0000_03FF, 0]),
+        (124, 32, [0x00FF_0000, 0x0000_FF00, 0x0000_00FF, 0xFF00_0000]),
+        (40, 32, [0b111, 0b1111 << 3, 0b11_1111 << 7, 0]),
+        (56, 32, [0b1, 0b11 << 1, 0b111_1111 << 3, 0b1_1111 << 10]),
+    ];
+    for (dib, bits, masks) in fields {
+        for height in [h, -h] {
+            let mut raw = RawBmp::new(dib, w, height, bits, 3);
+            raw.masks = masks;
+            cases.push((format!("bit fields {masks:x?}, header {dib}, height {height}"), raw.pack(hash).file()));
+        }
+    }
+    for (name, file) in &cases {
+        assert_same_as_the_image_crate(name, file);
+    }
+    // Big enough to be shrunk (k = 2) and stopped after the square.
+    let mut raw = RawBmp::new(124, 2600, 2500, 32, 3);
+    raw.masks = [0x00FF_0000, 0x0000_FF00, 0x0000_00FF, 0xFF00_0000];
+    assert_same_as_the_image_crate("2600x2500 with alpha", &raw.pack(hash).file());
+}
+
+/// RLE ops, in file order.
+fn rle(ops: &[&[u8]]) -> Vec<u8> {
+    ops.concat()
+}
+
+#[test]
+fn rle_bmps_stream_to_the_image_crates_pixels_deltas_and_all() {
+    // RLE8, 13x9: runs, an odd absolute run (padded), a delta along the
+    // row, a run past the row's end (cut), a delta down two rows, an
+    // absolute row, indices past the palette, end of bitmap early.
+    let mut raw = RawBmp::new(40, 13, 9, 8, 1);
+    raw.palette = random_palette(200, 11);
+    raw.colours = 200;
+    raw.data = rle(&[
+        &[5, 1, 0, 3, 2, 3, 4, 0, 0, 2, 2, 0, 3, 7, 0, 0],
+        &[20, 9, 0, 0],
+        &[4, 2, 0, 2, 3, 2, 6, 5, 0, 0],
+        &[0, 13, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 0, 0],
+        &[2, 255, 0, 1],
+    ]);
+    assert_same_as_the_image_crate("RLE8", &raw.file());
+    // RLE4, 11x6: nibble pairs, an odd absolute run, deltas, EOF.
+    let mut raw = RawBmp::new(40, 11, 6, 4, 2);
+    raw.palette = random_palette(16, 12);
+    raw.data = rle(&[
+        &[5, 0x12, 0, 5, 0x34, 0x56, 0x70, 0, 0, 2, 1, 0, 0, 0],
+        &[11, 0xAB, 0, 0],
+        &[3, 0xCD, 0, 2, 4, 2, 4, 0xEF, 0, 0],
+        &[0, 1],
+    ]);
+    assert_same_as_the_image_crate("RLE4", &raw.file());
+    // RLE8 at 2600x2500 (shrunk, k = 2): ten runs of 255 and one of 50 a row.
+    let mut raw = RawBmp::new(40, 2600, 2500, 8, 1);
+    raw.palette = random_palette(256, 13);
+    for row in 0..2500u32 {
+        for run in 0..11u32 {
+            let n = if run < 10 { 255 } else { 50 };
+            raw.data.extend([n, ((row / 7 + run * 23) % 256) as u8]);
+        }
+        raw.data.extend([0, 0]);
+    }
+    assert_same_as_the_image_crate("RLE8 2600x2500", &raw.file());
+}
+
+#[test]
+fn broken_and_unsupported_bmps_are_refused_as_the_image_crate_refuses_them() {
+    let rle8 = |data: &[&[u8]]| {
+        let mut raw = RawBmp::new(40, 4, 3, 8, 1);
+        raw.palette = random_palette(4, 1);
+        raw.colours = 4;
+        raw.data = rle(data);
+        raw.file()
     };
-    assert!(convert(&file, &small).unwrap_err().0.contains("64x32"));
+    let mut masks = RawBmp::new(40, 4, 3, 32, 3);
+    masks.masks = [0xF0F0, 0x0F00_0000, 0xFF, 0];
+    let mut no_green = RawBmp::new(40, 4, 3, 16, 3);
+    no_green.masks = [0xF800, 0, 0x1F, 0];
+    let mut big_palette = RawBmp::new(40, 4, 3, 4, 0);
+    big_palette.colours = 17;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a delta below the image", rle8(&[&[0, 2, 0, 3]]), "moves past the image"),
+        ("a delta along past the row", rle8(&[&[2, 1, 0, 2, 3, 0]]), "moves past the row"),
+        ("an absolute run past the row", rle8(&[&[0, 5, 1, 2, 3, 1, 2, 0]]), "runs past the row"),
+        ("RLE data cut short", rle8(&[&[4, 1, 0, 0, 4]]), "corrupt or truncated"),
+        ("a top-down RLE8", { let mut r = RawBmp::new(40, 4, -3, 8, 1); r.data = rle(&[&[0, 1]]); r.file() }, "top-down"),
+        ("JPEG inside", RawBmp::new(40, 4, 3, 24, 4).file(), "JPEG-compressed"),
+        ("PNG inside", RawBmp::new(40, 4, 3, 24, 5).file(), "PNG-compressed"),
+        ("compression 6", RawBmp::new(40, 4, 3, 32, 6).file(), "unknown compression 6"),
+        ("RLE8 at 4 bits", RawBmp::new(40, 4, 3, 4, 1).file(), "4 bits a pixel"),
+        ("BI_RGB at 7 bits", RawBmp::new(40, 4, 3, 7, 0).file(), "7 bits a pixel"),
+        ("header of 64 bytes", RawBmp::new(64, 4, 3, 24, 0).file(), "header size 64"),
+        ("a non-contiguous mask", masks.pack(|_, _| 0).file(), "not contiguous"),
+        ("no green bits", no_green.pack(|_, _| 0).file(), "bit field is empty"),
+        ("17 colours for 4 bits", big_palette.pack(|_, _| 0).file(), "17 palette entries"),
+    ];
+    for (name, file, why) in cases {
+        let e = convert(&file, &Limits::default()).expect_err(name);
+        assert!(e.0.contains(why), "{name}: {e}");
+        assert!(staged_by_the_image_crate(&file).is_err(), "{name}: the image crate reads it");
+    }
 }
 
 #[test]
