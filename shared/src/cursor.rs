@@ -10,27 +10,25 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::Error;
 use crate::domain::{CommentId, CommentsPosition, FeedPosition, PostId};
+use crate::tag::{TAG_LEN, Tagger};
 
 const VERSION: u8 = 1;
-const TAG_LEN: usize = 16;
 const KIND_FEED: u8 = b'F';
 const KIND_COMMENTS: u8 = b'C';
 
 /// Signs and checks cursors with the configured secret.
 #[derive(Clone)]
 pub struct CursorCodec {
-    mac: Hmac<Sha256>,
+    mac: Tagger,
 }
 
 impl CursorCodec {
     pub fn new(secret: &[u8]) -> Self {
         CursorCodec {
-            mac: Hmac::new_from_slice(secret).expect("HMAC takes keys of any length"),
+            mac: Tagger::new(secret),
         }
     }
 
@@ -68,16 +66,8 @@ impl CursorCodec {
         })
     }
 
-    fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(payload);
-        mac.finalize().into_bytes()[..TAG_LEN]
-            .try_into()
-            .expect("SHA-256 is 32 bytes")
-    }
-
     fn seal(&self, mut payload: Vec<u8>) -> String {
-        let tag = self.tag(&payload);
+        let tag = self.mac.tag(&payload);
         payload.extend_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(payload)
     }
@@ -93,10 +83,9 @@ impl CursorCodec {
             return Err(bad_cursor());
         }
         let (payload, tag) = raw.split_at(raw.len() - TAG_LEN);
-        let mut mac = self.mac.clone();
-        mac.update(payload);
-        // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(tag).map_err(|_| bad_cursor())?;
+        if !self.mac.verify(payload, tag) {
+            return Err(bad_cursor());
+        }
         if payload[0] != VERSION || payload[1] != kind {
             return Err(bad_cursor());
         }

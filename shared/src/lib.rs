@@ -68,6 +68,8 @@ pub mod secrets;
 #[cfg(feature = "db")]
 pub mod store;
 #[cfg(feature = "tickets")]
+mod tag;
+#[cfg(feature = "tickets")]
 pub mod ticket;
 
 pub use error::Error;

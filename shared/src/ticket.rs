@@ -17,9 +17,9 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use crate::domain::UserId;
+use crate::tag::{TAG_LEN, Tagger};
 
 const VERSION: u8 = 1;
-const TAG_LEN: usize = 16;
 const NONCE_LEN: usize = 16;
 /// Version, expiry (seconds since the epoch, 8 bytes), nonce.
 const FIXED: usize = 1 + 8 + NONCE_LEN;
@@ -52,7 +52,7 @@ pub enum Refused {
 /// Issues and checks tickets.
 #[derive(Clone)]
 pub struct Tickets {
-    mac: Hmac<Sha256>,
+    mac: Tagger,
 }
 
 impl Tickets {
@@ -62,7 +62,7 @@ impl Tickets {
         derive.update(b"imagegram event tickets v1");
         let key = derive.finalize().into_bytes();
         Tickets {
-            mac: Hmac::new_from_slice(&key).expect("HMAC takes any key"),
+            mac: Tagger::new(&key),
         }
     }
 
@@ -74,7 +74,7 @@ impl Tickets {
         payload.extend_from_slice(&expires_at.unix_timestamp().to_be_bytes());
         payload.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
         payload.extend_from_slice(user.as_str().as_bytes());
-        let tag = self.tag(&payload);
+        let tag = self.mac.tag(&payload);
         payload.extend_from_slice(&tag);
         (URL_SAFE_NO_PAD.encode(payload), expires_at)
     }
@@ -86,17 +86,14 @@ impl Tickets {
         if token.len() > 1024 {
             return Err(Refused::Forged);
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| Refused::Forged)?;
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| Refused::Forged)?;
         if bytes.len() < FIXED + 1 + TAG_LEN {
             return Err(Refused::Forged);
         }
         let (payload, tag) = bytes.split_at(bytes.len() - TAG_LEN);
-        let mut mac = self.mac.clone();
-        mac.update(payload);
-        mac.verify_truncated_left(tag)
-            .map_err(|_| Refused::Forged)?;
+        if !self.mac.verify(payload, tag) {
+            return Err(Refused::Forged);
+        }
         if payload[0] != VERSION {
             return Err(Refused::Forged);
         }
@@ -115,14 +112,6 @@ impl Tickets {
             nonce: payload[9..FIXED].try_into().expect("16 bytes"),
             expires_at,
         })
-    }
-
-    fn tag(&self, payload: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(payload);
-        mac.finalize().into_bytes()[..TAG_LEN]
-            .try_into()
-            .expect("SHA-256 is 32 bytes")
     }
 }
 
@@ -161,11 +150,17 @@ mod tests {
         // Another user's name in the payload, the tag unchanged.
         let n = bytes.len();
         bytes[n - TAG_LEN - 1] ^= 1;
-        assert_eq!(t.check(Some(&URL_SAFE_NO_PAD.encode(&bytes)), now()), Err(Refused::Forged));
+        assert_eq!(
+            t.check(Some(&URL_SAFE_NO_PAD.encode(&bytes)), now()),
+            Err(Refused::Forged)
+        );
         // A later expiry.
         let mut later = URL_SAFE_NO_PAD.decode(&token).unwrap();
         later[8] = later[8].wrapping_add(1);
-        assert_eq!(t.check(Some(&URL_SAFE_NO_PAD.encode(&later)), now()), Err(Refused::Forged));
+        assert_eq!(
+            t.check(Some(&URL_SAFE_NO_PAD.encode(&later)), now()),
+            Err(Refused::Forged)
+        );
         let other = Tickets::from_cursor_secret(b"o".repeat(48).as_slice());
         assert_eq!(other.check(Some(&token), now()), Err(Refused::Forged));
         // A cursor signed with the same secret is no ticket.
