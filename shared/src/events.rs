@@ -176,15 +176,25 @@ mod tests {
         let pong = message(Some(r#"{"type":"ping"}"#));
         assert_eq!(pong.status_code, 200);
         assert_eq!(pong.body, Some(Body::Text(r#"{"type":"pong"}"#.into())));
-        for bad in [None, Some(""), Some("ping"), Some("[]"), Some(r#"{"type":"pong"}"#)] {
+        for bad in [
+            None,
+            Some(""),
+            Some("ping"),
+            Some("[]"),
+            Some(r#"{"type":"pong"}"#),
+        ] {
             let r = message(bad);
-            let Some(Body::Text(t)) = r.body else { panic!("{bad:?}: no body") };
+            let Some(Body::Text(t)) = r.body else {
+                panic!("{bad:?}: no body")
+            };
             let v: serde_json::Value = serde_json::from_str(&t).unwrap();
             assert_eq!(v["type"], "error", "{bad:?}");
             assert_eq!(v["error"]["code"], "invalid_request");
         }
         let huge = format!(r#"{{"type":"ping","x":"{}"}}"#, "a".repeat(5000));
-        let Some(Body::Text(t)) = message(Some(&huge)).body else { panic!() };
+        let Some(Body::Text(t)) = message(Some(&huge)).body else {
+            panic!()
+        };
         assert!(t.contains("4096"), "{t}");
     }
 }

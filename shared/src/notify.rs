@@ -128,9 +128,9 @@ impl<L: Listeners, P: Push, V: PostViews> Notifier<L, P, V> {
             }
             let data = serde_json::to_vec(&notice().await?).map_err(Error::internal)?;
             let data = &data;
-            let pushes = connections.iter().map(|c| async move {
-                (c, self.push.push(c, data).await)
-            });
+            let pushes = connections
+                .iter()
+                .map(|c| async move { (c, self.push.push(c, data).await) });
             let mut delivered = 0;
             for (c, r) in futures::future::join_all(pushes).await {
                 match r {
@@ -139,7 +139,9 @@ impl<L: Listeners, P: Push, V: PostViews> Notifier<L, P, V> {
                         tracing::info!(connection_id = %c, "connection gone; closed");
                         self.listeners.disconnect(c).await?;
                     }
-                    Err(e) => tracing::warn!(connection_id = %c, error = %e, cause = ?std::error::Error::source(&e), "push failed"),
+                    Err(e) => {
+                        tracing::warn!(connection_id = %c, error = %e, cause = ?std::error::Error::source(&e), "push failed")
+                    }
                 }
             }
             Ok::<_, Error>(delivered)
@@ -152,7 +154,10 @@ impl<L: Listeners, P: Push, V: PostViews> Notifier<L, P, V> {
             }
             Err(_) => {
                 crate::metrics::notice_failed();
-                tracing::warn!(budget_ms = self.budget.as_millis() as u64, "notification out of time; the post stands");
+                tracing::warn!(
+                    budget_ms = self.budget.as_millis() as u64,
+                    "notification out of time; the post stands"
+                );
             }
         }
     }
@@ -175,8 +180,7 @@ impl<L: Listeners, P: Push, V: PostViews> Notify for Notifier<L, P, V> {
 }
 
 /// The deployed notifier.
-pub type Deployed =
-    Notifier<crate::store::MySqlStore, Connections, crate::objects::S3Objects>;
+pub type Deployed = Notifier<crate::store::MySqlStore, Connections, crate::objects::S3Objects>;
 
 /// API Gateway's management API for one WebSocket API stage.
 #[derive(Clone)]
@@ -190,7 +194,10 @@ impl Connections {
     /// `sdk` (credentials, region, HTTP client) with a short budget: a push
     /// that hangs must not hold the batch.
     pub fn new(sdk: &aws_config::SdkConfig, endpoint: &str) -> Self {
-        Self::from_builder(aws_sdk_apigatewaymanagement::config::Builder::from(sdk), endpoint)
+        Self::from_builder(
+            aws_sdk_apigatewaymanagement::config::Builder::from(sdk),
+            endpoint,
+        )
     }
 
     /// The same from a builder a caller prepared (the local stack adds its

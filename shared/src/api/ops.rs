@@ -39,7 +39,11 @@ pub fn events_ticket<S, O>(app: &App<S, O>, caller: &UserId) -> EventsTicket {
         .events
         .tickets
         .issue(caller, time::OffsetDateTime::now_utc());
-    let sep = if app.events.url.contains('?') { '&' } else { '?' };
+    let sep = if app.events.url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
     EventsTicket {
         url: format!("{}{sep}ticket={ticket}", app.events.url),
         expires_at: rfc3339(expires_at),
@@ -212,7 +216,6 @@ pub(super) async fn views<S: Posts, O: ObjectStore>(
     }
     Ok(posts)
 }
-
 
 /// A create's outcome under an idempotency key.
 pub enum Created<T> {

@@ -25,8 +25,8 @@ use tracing::Instrument;
 use super::ports::{Conversions, ConvertedImages, Originals};
 use crate::Error;
 use crate::domain::{Outcome, PostStatus};
-use crate::objects::ObjectStore;
 use crate::notify::{Notify, Silent};
+use crate::objects::ObjectStore;
 use crate::store::{Listeners, Sweeps};
 
 pub use crate::config::SweepLimits;

@@ -55,8 +55,14 @@ impl PostRecord {
             status: self.status,
             image_url: image_url.filter(|_| published),
             comment_count: self.comment_count,
-            last_comments: self.last_comments.into_iter().map(CommentRecord::view).collect(),
-            failure_reason: self.failure_reason.filter(|_| self.status == PostStatus::Failed),
+            last_comments: self
+                .last_comments
+                .into_iter()
+                .map(CommentRecord::view)
+                .collect(),
+            failure_reason: self
+                .failure_reason
+                .filter(|_| self.status == PostStatus::Failed),
             thumbhash: self.thumbhash.filter(|_| published),
         }
     }

@@ -8,8 +8,8 @@ use mysql_async::{
 };
 
 use super::{
-    AddComment, Answer, CONNECTION_LIFETIME_SECS, Claim, CommentRecord, DeleteComment,
-    Listeners, NewConnection, NewPost, Outcome, Outcomes, PostRecord, PostStates, Posts, Sweeps,
+    AddComment, Answer, CONNECTION_LIFETIME_SECS, Claim, CommentRecord, DeleteComment, Listeners,
+    NewConnection, NewPost, Outcome, Outcomes, PostRecord, PostStates, Posts, Sweeps,
 };
 use crate::Error;
 use crate::config::DbConfig;

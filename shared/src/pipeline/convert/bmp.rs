@@ -101,11 +101,27 @@ impl Header {
         let u16_at = |at: usize| u16::from_le_bytes([dib[at], dib[at + 1]]);
         let (width, height, planes, bits, compression, colours, core) = if dib.len() == 12 {
             let (w, h) = (u16_at(4), u16_at(6));
-            (i32::from(w), i32::from(h), u16_at(8), u16_at(10), BI_RGB, 0, true)
+            (
+                i32::from(w),
+                i32::from(h),
+                u16_at(8),
+                u16_at(10),
+                BI_RGB,
+                0,
+                true,
+            )
         } else {
             let width = u32_at(dib, 4) as i32;
             let height = u32_at(dib, 8) as i32;
-            (width, height, u16_at(12), u16_at(14), u32_at(dib, 16), u32_at(dib, 32), false)
+            (
+                width,
+                height,
+                u16_at(12),
+                u16_at(14),
+                u32_at(dib, 16),
+                u32_at(dib, 32),
+                false,
+            )
         };
         if width < 0 {
             return Err(bad(format!("negative width {width}")));
@@ -132,7 +148,9 @@ impl Header {
             (false, c) => return Err(bad(format!("unknown compression {c}"))),
         };
         if !depth_ok {
-            return Err(bad(format!("{bits} bits a pixel with compression {compression}")));
+            return Err(bad(format!(
+                "{bits} bits a pixel with compression {compression}"
+            )));
         }
         Ok(Header {
             width: width as u32,
@@ -212,9 +230,7 @@ impl Header {
         } as usize;
         let size = if self.core { 3 } else { 4 };
         let mut raw = vec![0u8; entries * size];
-        input
-            .read_exact(&mut raw)
-            .map_err(|e| corrupt("BMP", e))?;
+        input.read_exact(&mut raw).map_err(|e| corrupt("BMP", e))?;
         *consumed += raw.len();
         let mut palette = Box::new([[0u8; 3]; 256]);
         for (entry, p) in palette.iter_mut().zip(raw.chunks_exact(size)) {
@@ -240,10 +256,16 @@ impl Field {
         let mut shift = mask.trailing_zeros();
         let mut len = (!(mask >> shift)).trailing_zeros();
         if len != mask.count_ones() {
-            return Err(corrupt("BMP", format!("bit field {mask:#x} is not contiguous")));
+            return Err(corrupt(
+                "BMP",
+                format!("bit field {mask:#x} is not contiguous"),
+            ));
         }
         if len + shift > u32::from(bits) {
-            return Err(corrupt("BMP", format!("bit field {mask:#x} is wider than a pixel")));
+            return Err(corrupt(
+                "BMP",
+                format!("bit field {mask:#x} is wider than a pixel"),
+            ));
         }
         // More than 8 bits: the top 8.
         if len > 8 {
@@ -268,7 +290,9 @@ enum Pixels {
         palette: Box<[[u8; 3]; 256]>,
     },
     /// Blue, green, red, and for 4 bytes one unused.
-    Bgr { bytes: usize },
+    Bgr {
+        bytes: usize,
+    },
     /// 16 or 32 bits a pixel, little-endian, cut by masks.
     Fields {
         bytes: usize,

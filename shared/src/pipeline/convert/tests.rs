@@ -348,8 +348,8 @@ fn staged_by_the_image_crate(file: &[u8]) -> Result<Staged, image::ImageError> {
 }
 
 fn assert_same_as_the_image_crate(name: &str, file: &[u8]) {
-    let ours = bmp::stage(Cursor::new(file), &Limits::default())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let ours =
+        bmp::stage(Cursor::new(file), &Limits::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
     let theirs = staged_by_the_image_crate(file).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
         (ours.width, ours.height, ours.crop, ours.source),
@@ -390,18 +390,32 @@ fn random_palette(n: usize, seed: u32) -> Vec<[u8; 3]> {
 #[test]
 fn every_uncompressed_bmp_layout_streams_to_the_image_crates_pixels() {
     let (w, h) = (53, 37);
-    let hash = |row: u32, x: u32| (row.wrapping_mul(2_654_435_761) ^ x.wrapping_mul(40_503)).rotate_left(x % 31);
+    let hash = |row: u32, x: u32| {
+        (row.wrapping_mul(2_654_435_761) ^ x.wrapping_mul(40_503)).rotate_left(x % 31)
+    };
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     // Palettes of every depth, core and INFO headers, bottom up and top
     // down, a short palette (indices past it are black).
-    for (dib, bits) in [(12, 1), (12, 4), (12, 8), (40, 1), (40, 2), (40, 4), (40, 8), (124, 8)] {
+    for (dib, bits) in [
+        (12, 1),
+        (12, 4),
+        (12, 8),
+        (40, 1),
+        (40, 2),
+        (40, 4),
+        (40, 8),
+        (124, 8),
+    ] {
         for height in [h, -h] {
             if dib == 12 && height < 0 {
                 continue;
             }
             let mut raw = RawBmp::new(dib, w, height, bits, 0);
             raw.palette = random_palette(1 << bits, u32::from(bits) * 7 + dib);
-            cases.push((format!("{bits}-bit palette, header {dib}, height {height}"), raw.pack(hash).file()));
+            cases.push((
+                format!("{bits}-bit palette, header {dib}, height {height}"),
+                raw.pack(hash).file(),
+            ));
         }
     }
     let mut raw = RawBmp::new(40, w, h, 8, 0);
@@ -409,7 +423,14 @@ fn every_uncompressed_bmp_layout_streams_to_the_image_crates_pixels() {
     raw.colours = 20;
     cases.push(("8-bit, 20 colours".into(), raw.pack(hash).file()));
     // 16-bit 5-5-5, 24- and 32-bit BI_RGB (the fourth byte is not alpha).
-    for (dib, bits, height) in [(40, 16, h), (40, 16, -h), (12, 24, h), (40, 24, -h), (40, 32, h), (124, 32, -h)] {
+    for (dib, bits, height) in [
+        (40, 16, h),
+        (40, 16, -h),
+        (12, 24, h),
+        (40, 24, -h),
+        (40, 32, h),
+        (124, 32, -h),
+    ] {
         cases.push((
             format!("BI_RGB {bits}-bit, header {dib}, height {height}"),
             RawBmp::new(dib, w, height, bits, 0).pack(hash).file(),
@@ -422,7 +443,11 @@ fn every_uncompressed_bmp_layout_streams_to_the_image_crates_pixels() {
         (52, 16, [0x7C00, 0x03E0, 0x001F, 0]),
         (56, 16, [0x0F00, 0x00F0, 0x000F, 0xF000]),
         (108, 32, [0x3FF0_0000, 0x000F_FC00, 0x0000_03FF, 0]),
-        (124, 32, [0x00FF_0000, 0x0000_FF00, 0x0000_00FF, 0xFF00_0000]),
+        (
+            124,
+            32,
+            [0x00FF_0000, 0x0000_FF00, 0x0000_00FF, 0xFF00_0000],
+        ),
         (40, 32, [0b111, 0b1111 << 3, 0b11_1111 << 7, 0]),
         (56, 32, [0b1, 0b11 << 1, 0b111_1111 << 3, 0b1_1111 << 10]),
     ];
@@ -430,7 +455,10 @@ fn every_uncompressed_bmp_layout_streams_to_the_image_crates_pixels() {
         for height in [h, -h] {
             let mut raw = RawBmp::new(dib, w, height, bits, 3);
             raw.masks = masks;
-            cases.push((format!("bit fields {masks:x?}, header {dib}, height {height}"), raw.pack(hash).file()));
+            cases.push((
+                format!("bit fields {masks:x?}, header {dib}, height {height}"),
+                raw.pack(hash).file(),
+            ));
         }
     }
     for (name, file) in &cases {
@@ -502,25 +530,88 @@ fn broken_and_unsupported_bmps_are_refused_as_the_image_crate_refuses_them() {
     let mut big_palette = RawBmp::new(40, 4, 3, 4, 0);
     big_palette.colours = 17;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("a delta below the image", rle8(&[&[0, 2, 0, 3]]), "moves past the image"),
-        ("a delta along past the row", rle8(&[&[2, 1, 0, 2, 3, 0]]), "moves past the row"),
-        ("an absolute run past the row", rle8(&[&[0, 5, 1, 2, 3, 1, 2, 0]]), "runs past the row"),
-        ("RLE data cut short", rle8(&[&[4, 1, 0, 0, 4]]), "corrupt or truncated"),
-        ("a top-down RLE8", { let mut r = RawBmp::new(40, 4, -3, 8, 1); r.data = rle(&[&[0, 1]]); r.file() }, "top-down"),
-        ("JPEG inside", RawBmp::new(40, 4, 3, 24, 4).file(), "JPEG-compressed"),
-        ("PNG inside", RawBmp::new(40, 4, 3, 24, 5).file(), "PNG-compressed"),
-        ("compression 6", RawBmp::new(40, 4, 3, 32, 6).file(), "unknown compression 6"),
-        ("RLE8 at 4 bits", RawBmp::new(40, 4, 3, 4, 1).file(), "4 bits a pixel"),
-        ("BI_RGB at 7 bits", RawBmp::new(40, 4, 3, 7, 0).file(), "7 bits a pixel"),
-        ("header of 64 bytes", RawBmp::new(64, 4, 3, 24, 0).file(), "header size 64"),
-        ("a non-contiguous mask", masks.pack(|_, _| 0).file(), "not contiguous"),
-        ("no green bits", no_green.pack(|_, _| 0).file(), "bit field is empty"),
-        ("17 colours for 4 bits", big_palette.pack(|_, _| 0).file(), "17 palette entries"),
+        (
+            "a delta below the image",
+            rle8(&[&[0, 2, 0, 3]]),
+            "moves past the image",
+        ),
+        (
+            "a delta along past the row",
+            rle8(&[&[2, 1, 0, 2, 3, 0]]),
+            "moves past the row",
+        ),
+        (
+            "an absolute run past the row",
+            rle8(&[&[0, 5, 1, 2, 3, 1, 2, 0]]),
+            "runs past the row",
+        ),
+        (
+            "RLE data cut short",
+            rle8(&[&[4, 1, 0, 0, 4]]),
+            "corrupt or truncated",
+        ),
+        (
+            "a top-down RLE8",
+            {
+                let mut r = RawBmp::new(40, 4, -3, 8, 1);
+                r.data = rle(&[&[0, 1]]);
+                r.file()
+            },
+            "top-down",
+        ),
+        (
+            "JPEG inside",
+            RawBmp::new(40, 4, 3, 24, 4).file(),
+            "JPEG-compressed",
+        ),
+        (
+            "PNG inside",
+            RawBmp::new(40, 4, 3, 24, 5).file(),
+            "PNG-compressed",
+        ),
+        (
+            "compression 6",
+            RawBmp::new(40, 4, 3, 32, 6).file(),
+            "unknown compression 6",
+        ),
+        (
+            "RLE8 at 4 bits",
+            RawBmp::new(40, 4, 3, 4, 1).file(),
+            "4 bits a pixel",
+        ),
+        (
+            "BI_RGB at 7 bits",
+            RawBmp::new(40, 4, 3, 7, 0).file(),
+            "7 bits a pixel",
+        ),
+        (
+            "header of 64 bytes",
+            RawBmp::new(64, 4, 3, 24, 0).file(),
+            "header size 64",
+        ),
+        (
+            "a non-contiguous mask",
+            masks.pack(|_, _| 0).file(),
+            "not contiguous",
+        ),
+        (
+            "no green bits",
+            no_green.pack(|_, _| 0).file(),
+            "bit field is empty",
+        ),
+        (
+            "17 colours for 4 bits",
+            big_palette.pack(|_, _| 0).file(),
+            "17 palette entries",
+        ),
     ];
     for (name, file, why) in cases {
         let e = convert(&file, &Limits::default()).expect_err(name);
         assert!(e.0.contains(why), "{name}: {e}");
-        assert!(staged_by_the_image_crate(&file).is_err(), "{name}: the image crate reads it");
+        assert!(
+            staged_by_the_image_crate(&file).is_err(),
+            "{name}: the image crate reads it"
+        );
     }
 }
 
