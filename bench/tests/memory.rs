@@ -236,7 +236,17 @@ fn interlaced_pngs_at_the_pixel_limit_convert_within_128_mib() {
 /// between the header and `data`.
 fn info_bmp(w: u32, h: u32, bits: u16, compression: u32, extra: &[u8], data: &[u8]) -> Vec<u8> {
     let offset = 54 + extra.len() as u32;
-    let words: [u32; 9] = [offset + data.len() as u32, 0, offset, 40, w, h, 1 | u32::from(bits) << 16, compression, 0];
+    let words: [u32; 9] = [
+        offset + data.len() as u32,
+        0,
+        offset,
+        40,
+        w,
+        h,
+        1 | u32::from(bits) << 16,
+        compression,
+        0,
+    ];
     let mut file = b"BM".to_vec();
     file.extend(words.iter().flat_map(|w| w.to_le_bytes()));
     file.extend([0u8; 16]);
@@ -259,16 +269,31 @@ fn bmps_of_every_kind_at_the_limits_convert_within_128_mib() {
         }
         rle.extend([0, 0]);
     }
-    let palette: Vec<u8> = (0..256u32).flat_map(|i| [i as u8, (i * 7) as u8, (i * 13) as u8, 0]).collect();
+    let palette: Vec<u8> = (0..256u32)
+        .flat_map(|i| [i as u8, (i * 7) as u8, (i * 13) as u8, 0])
+        .collect();
     // Uncompressed ones just under 100 MiB, the upload limit: 16-bit
     // 5-6-5 bit fields, and 32-bit with alpha.
-    let fields_565: Vec<u8> = [0xF800u32, 0x07E0, 0x001F].iter().flat_map(|m| m.to_le_bytes()).collect();
-    let pixels16: Vec<u8> = (0..7200u32 * 7200).flat_map(|i| (i as u16).to_le_bytes()).collect();
-    let pixels32: Vec<u8> = (0..5100u32 * 5100).flat_map(|i| (i.wrapping_mul(2_654_435_761) | 0x8000_0000).to_le_bytes()).collect();
+    let fields_565: Vec<u8> = [0xF800u32, 0x07E0, 0x001F]
+        .iter()
+        .flat_map(|m| m.to_le_bytes())
+        .collect();
+    let pixels16: Vec<u8> = (0..7200u32 * 7200)
+        .flat_map(|i| (i as u16).to_le_bytes())
+        .collect();
+    let pixels32: Vec<u8> = (0..5100u32 * 5100)
+        .flat_map(|i| (i.wrapping_mul(2_654_435_761) | 0x8000_0000).to_le_bytes())
+        .collect();
     let files = [
         ("RLE8 16000x12500", info_bmp(w, h, 8, 1, &palette, &rle)),
-        ("16-bit 5-6-5 7200x7200", info_bmp(7200, 7200, 16, 3, &fields_565, &pixels16)),
-        ("32-bit BI_RGB 5100x5100", info_bmp(5100, 5100, 32, 0, &[], &pixels32)),
+        (
+            "16-bit 5-6-5 7200x7200",
+            info_bmp(7200, 7200, 16, 3, &fields_565, &pixels16),
+        ),
+        (
+            "32-bit BI_RGB 5100x5100",
+            info_bmp(5100, 5100, 32, 0, &[], &pixels32),
+        ),
     ];
     drop((pixels16, pixels32));
     for (name, bytes) in files {
@@ -278,9 +303,21 @@ fn bmps_of_every_kind_at_the_limits_convert_within_128_mib() {
         let output = dir.join("out.jpg");
         let (ok, kib) = convert(&input, &output);
         assert!(ok, "{name}: the conversion failed");
-        assert_eq!(image::open(&output).unwrap().into_rgb8().dimensions(), (600, 600), "{name}");
-        println!("{name} ({} MB): {:.1} MiB peak RSS", bytes.len() / 1_000_000, kib as f64 / 1024.0);
-        assert!(kib <= LIMIT_MIB * 1024, "{name}: peak RSS {} MiB", kib / 1024);
+        assert_eq!(
+            image::open(&output).unwrap().into_rgb8().dimensions(),
+            (600, 600),
+            "{name}"
+        );
+        println!(
+            "{name} ({} MB): {:.1} MiB peak RSS",
+            bytes.len() / 1_000_000,
+            kib as f64 / 1024.0
+        );
+        assert!(
+            kib <= LIMIT_MIB * 1024,
+            "{name}: peak RSS {} MiB",
+            kib / 1024
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -559,9 +559,15 @@ async fn feed_comments_and_abort_from_the_command_line() {
 async fn post_learns_the_outcome_from_the_notifications_socket() {
     let app = spawn_app().await;
     let cli = Cli::for_app(&app);
-    let file = cli.file("p.jpg", &encode_rgb(&bands(300, 200, &[[9, 9, 200]]), image::ImageFormat::Jpeg));
+    let file = cli.file(
+        "p.jpg",
+        &encode_rgb(&bands(300, 200, &[[9, 9, 200]]), image::ImageFormat::Jpeg),
+    );
     let o = cli
-        .run("kim", &["post", file.to_str().unwrap(), "--json", "--verbose"])
+        .run(
+            "kim",
+            &["post", file.to_str().unwrap(), "--json", "--verbose"],
+        )
         .await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout_json(&o)["status"], "published");
@@ -577,20 +583,28 @@ async fn a_dropped_socket_is_opened_again_and_the_outcome_still_arrives() {
     use imagegram_local::pipeline::Function;
     let app = spawn_app().await;
     let cli = Cli::for_app(&app);
-    let file = cli.file("p.jpg", &encode_rgb(&bands(300, 200, &[[9, 200, 9]]), image::ImageFormat::Jpeg));
+    let file = cli.file(
+        "p.jpg",
+        &encode_rgb(&bands(300, 200, &[[9, 200, 9]]), image::ImageFormat::Jpeg),
+    );
     // Held in `processing` until the connection has dropped.
     app.pipeline.stop(Function::Converter);
     let mut c = cli.command("lee", &["post", file.to_str().unwrap(), "--json"]);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     let hub = app.gateway.events().unwrap().clone();
-    imagegram_tests::eventually("the CLI's socket is open", async || hub.open_connections() == 1).await;
+    imagegram_tests::eventually("the CLI's socket is open", async || {
+        hub.open_connections() == 1
+    })
+    .await;
     // Past `complete`: the post is processing.
     imagegram_tests::eventually("the post is processing", async || {
         use mysql_async::prelude::Queryable;
         let mut conn = app.direct_db.get_conn().await.unwrap();
         let n: Option<u64> = conn
-            .query_first("SELECT COUNT(*) FROM posts WHERE author = 'lee' AND status = 'processing'")
+            .query_first(
+                "SELECT COUNT(*) FROM posts WHERE author = 'lee' AND status = 'processing'",
+            )
             .await
             .unwrap();
         n == Some(1)
@@ -613,12 +627,18 @@ async fn a_dropped_socket_is_opened_again_and_the_outcome_still_arrives() {
 async fn without_a_socket_post_polls_and_says_so() {
     // The ticket names an endpoint nothing listens on.
     let app = imagegram_tests::spawn_app_spec(|spec| {
-        spec.env.push(("EVENTS_URL".into(), "ws://127.0.0.1:9/events".into()));
+        spec.env
+            .push(("EVENTS_URL".into(), "ws://127.0.0.1:9/events".into()));
     })
     .await;
     let cli = Cli::for_app(&app);
-    let file = cli.file("p.jpg", &encode_rgb(&bands(300, 200, &[[200, 9, 9]]), image::ImageFormat::Jpeg));
-    let o = cli.run("max", &["post", file.to_str().unwrap(), "--json"]).await;
+    let file = cli.file(
+        "p.jpg",
+        &encode_rgb(&bands(300, 200, &[[200, 9, 9]]), image::ImageFormat::Jpeg),
+    );
+    let o = cli
+        .run("max", &["post", file.to_str().unwrap(), "--json"])
+        .await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout_json(&o)["status"], "published");
     let err = stderr(&o);

@@ -494,7 +494,8 @@ fn access_denied(request: &HttpRequest, message: &str) -> HttpResponse {
         );
         resp.headers_mut()
             .insert("x-amzn-errortype", "ForbiddenException");
-        resp.headers_mut().insert("content-type", "application/json");
+        resp.headers_mut()
+            .insert("content-type", "application/json");
         return resp;
     }
     if target.starts_with("secretsmanager.") {

@@ -5,10 +5,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use imagegram::notify::Notify;
 use imagegram::objects::S3Objects;
 use imagegram::pipeline::{Converter, Finalizer};
 use imagegram::queue::SqsQueue;
-use imagegram::notify::Notify;
 use imagegram::store::Outcomes;
 
 use crate::bootstrap::Queues;

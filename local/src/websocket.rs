@@ -46,7 +46,9 @@ pub const MAX_FRAME: usize = 32 * 1024;
 
 /// The handler the EventsFunction runs, as the gateway calls it.
 pub type Handler = Arc<
-    dyn Fn(ApiGatewayWebsocketProxyRequest) -> Pin<Box<dyn Future<Output = ApiGatewayProxyResponse> + Send>>
+    dyn Fn(
+            ApiGatewayWebsocketProxyRequest,
+        ) -> Pin<Box<dyn Future<Output = ApiGatewayProxyResponse> + Send>>
         + Send
         + Sync,
 >;
@@ -148,7 +150,11 @@ impl Hub {
         }
     }
 
-    async fn connect(self: &Arc<Self>, mut req: hyper::Request<Incoming>, peer: SocketAddr) -> Response {
+    async fn connect(
+        self: &Arc<Self>,
+        mut req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response {
         let header = |name: &str| {
             req.headers()
                 .get(name)
@@ -164,12 +170,21 @@ impl Hub {
             && header("sec-websocket-version") == "13"
             && !header("sec-websocket-key").is_empty();
         if !is_upgrade {
-            return plain(426, json!({ "message": "Upgrade Required: this is a WebSocket endpoint" }));
+            return plain(
+                426,
+                json!({ "message": "Upgrade Required: this is a WebSocket endpoint" }),
+            );
         }
         let connection_id = connection_id();
         let now = time::OffsetDateTime::now_utc();
-        let mut event =
-            base_event_from(req.headers(), &connection_id, "$connect", "CONNECT", peer, now);
+        let mut event = base_event_from(
+            req.headers(),
+            &connection_id,
+            "$connect",
+            "CONNECT",
+            peer,
+            now,
+        );
         let query: HashMap<String, Vec<String>> = req
             .uri()
             .query()
@@ -182,8 +197,10 @@ impl Hub {
             })
             .unwrap_or_default();
         if !query.is_empty() {
-            let single: HashMap<&String, &String> =
-                query.iter().map(|(k, v)| (k, v.last().expect("one at least"))).collect();
+            let single: HashMap<&String, &String> = query
+                .iter()
+                .map(|(k, v)| (k, v.last().expect("one at least")))
+                .collect();
             event["queryStringParameters"] = json!(single);
             event["multiValueQueryStringParameters"] = json!(query);
         }
@@ -208,7 +225,12 @@ impl Hub {
                     let config = WebSocketConfig::default()
                         .max_message_size(Some(MAX_MESSAGE))
                         .max_frame_size(Some(MAX_FRAME));
-                    let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await;
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(io),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
                     hub.run(ws, connection_id, headers, peer, now).await;
                 }
                 Err(e) => {
@@ -324,7 +346,8 @@ impl Hub {
         code: u16,
         reason: &str,
     ) {
-        let mut event = base_event_from(headers, id, "$disconnect", "DISCONNECT", peer, connected_at);
+        let mut event =
+            base_event_from(headers, id, "$disconnect", "DISCONNECT", peer, connected_at);
         event["requestContext"]["disconnectStatusCode"] = json!(code);
         event["requestContext"]["disconnectReason"] = json!(reason);
         self.call(event).await;
@@ -364,7 +387,11 @@ impl Hub {
         let body = match Limited::new(req.into_body(), MAX_MESSAGE).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                return error(413, "PayloadTooLargeException", "Message too long; the limit is 128 KiB");
+                return error(
+                    413,
+                    "PayloadTooLargeException",
+                    "Message too long; the limit is 128 KiB",
+                );
             }
         };
         let open = self.open.lock().expect("hub lock");
@@ -423,7 +450,10 @@ fn base_event_from(
         single.insert(k.as_str().to_owned(), v.clone());
         multi.entry(k.as_str().to_owned()).or_default().push(v);
     }
-    let host = single.get("host").cloned().unwrap_or_else(|| "127.0.0.1".into());
+    let host = single
+        .get("host")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into());
     let ms = |t: time::OffsetDateTime| t.unix_timestamp() * 1000 + i64::from(t.millisecond());
     let mut event = json!({
         "requestContext": {
@@ -457,13 +487,19 @@ fn base_event_from(
 fn body_text(r: &ApiGatewayProxyResponse) -> String {
     match &r.body {
         Some(aws_lambda_events::encodings::Body::Text(t)) => t.clone(),
-        Some(aws_lambda_events::encodings::Body::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(aws_lambda_events::encodings::Body::Binary(b)) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
         _ => String::new(),
     }
 }
 
 fn plain(status: u16, body: Value) -> Response {
-    let text = if body.is_null() { String::new() } else { body.to_string() };
+    let text = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
     let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = http::StatusCode::from_u16(status).expect("a status");
     resp.headers_mut().insert(

@@ -84,14 +84,21 @@ async fn every_websocket_event_file_runs_through_the_events_handler() {
     // The EventsFunction as the local stack builds it.
     let (parts, _) = build_stack(|_| {}).await;
     let events = parts.running.events;
-    for expected in manifest().iter().filter(|e| e["function"] == "EventsFunction") {
+    for expected in manifest()
+        .iter()
+        .filter(|e| e["function"] == "EventsFunction")
+    {
         let name = expected["file"].as_str().unwrap();
         let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
         let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
                 .unwrap_or_else(|e| panic!("{name} is not a WebSocket event: {e}"));
         let resp = events.handle(event).await;
-        assert_eq!(resp.status_code, expected["status"].as_i64().unwrap(), "{name}: {resp:?}");
+        assert_eq!(
+            resp.status_code,
+            expected["status"].as_i64().unwrap(),
+            "{name}: {resp:?}"
+        );
         let body = match resp.body {
             Some(aws_lambda_events::encodings::Body::Text(t)) => t,
             None => String::new(),

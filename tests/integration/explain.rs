@@ -65,11 +65,9 @@ async fn hot_queries_use_indexes_without_filesort() {
     // Connections of many users, a fifth of them expired: the
     // notification lookup goes straight to one user's, the purge to the expired.
     for chunk in 0..4 {
-        let values = vec![
-            "(?, ?, ?, NOW(3) - INTERVAL 3 HOUR, NOW(3) + INTERVAL ? MINUTE, NULL)";
-            500
-        ]
-        .join(",");
+        let values =
+            vec!["(?, ?, ?, NOW(3) - INTERVAL 3 HOUR, NOW(3) + INTERVAL ? MINUTE, NULL)"; 500]
+                .join(",");
         let mut params: Vec<Value> = Vec::new();
         for i in 0..500 {
             let n = chunk * 500 + i;
@@ -172,7 +170,10 @@ async fn hot_queries_use_indexes_without_filesort() {
             println!("{line}");
             // Tables by name or by the statements' aliases (p, c); rows
             // of no table of ours (a union's result) are not plans to check.
-            if !matches!(table.as_deref(), Some("posts" | "comments" | "event_connections" | "p" | "c")) {
+            if !matches!(
+                table.as_deref(),
+                Some("posts" | "comments" | "event_connections" | "p" | "c")
+            ) {
                 continue;
             }
             assert_ne!(access.as_deref(), Some("ALL"), "full scan: {line}");

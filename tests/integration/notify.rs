@@ -12,9 +12,8 @@ use mysql_async::prelude::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn jpeg() -> Vec<u8> {
     encode_rgb(
@@ -28,12 +27,21 @@ async fn ticket(app: &TestApp, user: &str) -> String {
     let r = app.call("POST", "/events/ticket", Some(user), None).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let url = r.body["url"].as_str().unwrap().to_owned();
-    assert!(url.starts_with(&format!("{}/events?ticket=", app.base.replace("http", "ws"))), "{url}");
+    assert!(
+        url.starts_with(&format!(
+            "{}/events?ticket=",
+            app.base.replace("http", "ws")
+        )),
+        "{url}"
+    );
     url
 }
 
 async fn open(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url).await.expect("the ticket opens a connection").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the ticket opens a connection")
+        .0
 }
 
 /// The status the handshake was refused with.
@@ -83,7 +91,9 @@ async fn told_when_final(app: &TestApp, ws: &mut Socket, user: &str, post: &str)
 
 async fn ping(ws: &mut Socket) {
     ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
-    let m = next_message(ws, Duration::from_secs(10)).await.expect("an answer to the ping");
+    let m = next_message(ws, Duration::from_secs(10))
+        .await
+        .expect("an answer to the ping");
     assert_eq!(m, serde_json::json!({ "type": "pong" }));
 }
 
@@ -99,7 +109,15 @@ async fn the_author_is_told_of_publication_and_nobody_else_is() {
     assert_eq!(pushed["status"], "published", "{m}");
     // What GET /posts/{id} shows the author, image URL and placeholder included.
     let read = app.get(&format!("/posts/{id}"), "alice").await.body;
-    for k in ["id", "author", "caption", "status", "thumbhash", "comment_count", "created_at"] {
+    for k in [
+        "id",
+        "author",
+        "caption",
+        "status",
+        "thumbhash",
+        "comment_count",
+        "created_at",
+    ] {
         assert_eq!(pushed[k], read[k], "{k}");
     }
     imagegram_tests::check_against_spec("GET", &format!("/posts/{id}"), 200, pushed);
@@ -120,7 +138,10 @@ async fn a_failed_post_is_told_with_its_reason() {
         .await;
     let m = told_when_final(&app, &mut ws, "carol", &id).await;
     assert_eq!(m["post"]["status"], "failed", "{m}");
-    assert!(m["post"]["failure_reason"].as_str().unwrap().len() > 10, "{m}");
+    assert!(
+        m["post"]["failure_reason"].as_str().unwrap().len() > 10,
+        "{m}"
+    );
     assert!(m["post"]["image_url"].is_null());
 }
 
@@ -136,7 +157,11 @@ async fn expired_tampered_missing_and_reused_tickets_are_refused() {
         app.gateway.events().unwrap().open_connections() == 0
     })
     .await;
-    assert_eq!(refused(&url).await, 401, "reused after its connection closed");
+    assert_eq!(
+        refused(&url).await,
+        401,
+        "reused after its connection closed"
+    );
     // Tampered: one character of the ticket changed.
     let fresh = ticket(&app, "dave").await;
     let (base, t) = fresh.split_once("ticket=").unwrap();
@@ -176,7 +201,12 @@ async fn a_client_that_reconnects_reads_the_post_once_and_sees_its_final_state()
     // The connection drops mid-wait.
     drop(ws);
     let r = app
-        .call("POST", &format!("/posts/{id}/upload/complete"), Some("erin"), None)
+        .call(
+            "POST",
+            &format!("/posts/{id}/upload/complete"),
+            Some("erin"),
+            None,
+        )
         .await;
     assert_eq!(r.status, 202);
     imagegram_tests::eventually("the post is published", async || {
@@ -239,7 +269,10 @@ async fn a_gone_connection_is_closed_and_the_post_still_published() {
 }
 
 /// A TCP listener that accepts and never answers.
-async fn hung_endpoint() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+async fn hung_endpoint() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -257,7 +290,10 @@ async fn hung_endpoint() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedR
 async fn the_management_endpoint_hung_or_down_never_holds_a_publication() {
     let (hung, mut accepted) = hung_endpoint().await;
     // Nothing listens on port 9.
-    for endpoint in [format!("http://{hung}/events"), "http://127.0.0.1:9/events".to_owned()] {
+    for endpoint in [
+        format!("http://{hung}/events"),
+        "http://127.0.0.1:9/events".to_owned(),
+    ] {
         let app = spawn_app_spec(|spec| {
             spec.env.push(("EVENTS_ENDPOINT".into(), endpoint.clone()));
         })
@@ -269,12 +305,20 @@ async fn the_management_endpoint_hung_or_down_never_holds_a_publication() {
         assert_eq!(post["status"], "published", "{endpoint}");
         // The finalizer's batch ended too (its budget), not at the queue's
         // visibility timeout: nothing is left in the results queue.
-        let results = app.queues.by_logical_id("ResultsQueue").unwrap().url.clone();
+        let results = app
+            .queues
+            .by_logical_id("ResultsQueue")
+            .unwrap()
+            .url
+            .clone();
         imagegram_tests::eventually("the result is consumed", async || {
             app.queue_depth(&results).await == 0
         })
         .await;
-        eprintln!("{endpoint}: published and consumed in {:?}", started.elapsed());
+        eprintln!(
+            "{endpoint}: published and consumed in {:?}",
+            started.elapsed()
+        );
     }
     assert!(accepted.try_recv().is_ok(), "the hung endpoint was called");
 }
@@ -298,7 +342,10 @@ async fn api_gateways_idle_and_lifetime_limits_close_connections() {
     let closed_with = async |ws: &mut Socket| -> (u16, Duration) {
         let started = std::time::Instant::now();
         loop {
-            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap() {
+            match tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .unwrap()
+            {
                 Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), started.elapsed()),
                 Some(Ok(_)) => continue,
                 other => panic!("{other:?}"),
@@ -321,7 +368,10 @@ async fn api_gateways_idle_and_lifetime_limits_close_connections() {
     let mut pongs = 0;
     let code = loop {
         ws.send(Message::text(r#"{"type":"ping"}"#)).await.ok();
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Text(_))) => pongs += 1,
             Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
             other => panic!("{other:?}"),
@@ -348,7 +398,10 @@ async fn oversized_messages_are_refused_as_api_gateway_refuses_them() {
     let big = format!(r#"{{"type":"ping","x":"{}"}}"#, "a".repeat(200 * 1024));
     let _ = ws.send(Message::text(big)).await;
     let code = loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => break 1006,
@@ -359,7 +412,9 @@ async fn oversized_messages_are_refused_as_api_gateway_refuses_them() {
     let mut ws = open(&ticket(&app, "jack").await).await;
     for bad in ["hello", r#"{"type":"subscribe"}"#, "[]"] {
         ws.send(Message::text(bad)).await.unwrap();
-        let m = next_message(&mut ws, Duration::from_secs(10)).await.unwrap();
+        let m = next_message(&mut ws, Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!(m["type"], "error", "{bad}");
         assert_eq!(m["error"]["code"], "invalid_request");
     }
@@ -379,15 +434,25 @@ async fn oversized_messages_are_refused_as_api_gateway_refuses_them() {
         .send()
         .await
         .unwrap_err();
-    assert!(err.as_service_error().unwrap().is_gone_exception(), "{err:?}");
+    assert!(
+        err.as_service_error().unwrap().is_gone_exception(),
+        "{err:?}"
+    );
     let err = client
         .post_to_connection()
         .connection_id("bm9uZQAAAAAAAAA=")
-        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(vec![b'a'; 129 * 1024]))
+        .data(aws_sdk_apigatewaymanagement::primitives::Blob::new(
+            vec![b'a'; 129 * 1024],
+        ))
         .send()
         .await
         .unwrap_err();
-    assert!(err.as_service_error().unwrap().is_payload_too_large_exception(), "{err:?}");
+    assert!(
+        err.as_service_error()
+            .unwrap()
+            .is_payload_too_large_exception(),
+        "{err:?}"
+    );
 }
 
 /// Known difference: the local `@connections` endpoint requires a SigV4
@@ -410,10 +475,22 @@ async fn known_difference_the_management_api_wants_a_signature_but_does_not_veri
     );
     let http = reqwest::Client::new();
     // No signature: API Gateway's 403.
-    let r = http.post(&url).body(r#"{"type":"x"}"#).send().await.unwrap();
+    let r = http
+        .post(&url)
+        .body(r#"{"type":"x"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(r.text().await.unwrap(), r#"{"message":"Missing Authentication Token"}"#);
-    assert!(next_message(&mut ws, Duration::from_millis(300)).await.is_none());
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"message":"Missing Authentication Token"}"#
+    );
+    assert!(
+        next_message(&mut ws, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     // A signature nobody could have made: AWS would answer 403; locally it
     // is delivered.
     let r = http
@@ -428,7 +505,9 @@ async fn known_difference_the_management_api_wants_a_signature_but_does_not_veri
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let m = next_message(&mut ws, Duration::from_secs(10)).await.unwrap();
+    let m = next_message(&mut ws, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(m["type"], "forged");
 }
 
@@ -437,9 +516,10 @@ async fn known_difference_the_management_api_wants_a_signature_but_does_not_veri
 /// would answer messages past the burst with "Too Many Requests".
 #[tokio::test]
 async fn known_difference_the_websocket_stage_is_not_throttled_locally() {
-    let t: serde_norway::Value =
-        serde_norway::from_str(&imagegram_tests::template_text()).unwrap();
-    let burst = t["Parameters"]["ApiThrottleBurst"]["Default"].as_u64().unwrap() as usize;
+    let t: serde_norway::Value = serde_norway::from_str(&imagegram_tests::template_text()).unwrap();
+    let burst = t["Parameters"]["ApiThrottleBurst"]["Default"]
+        .as_u64()
+        .unwrap() as usize;
     assert!(
         matches!(
             &t["Resources"]["EventsStage"]["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"],

@@ -206,8 +206,8 @@ async fn the_handler_itself_refuses_every_non_public_route_without_the_authorize
 #[tokio::test]
 async fn known_difference_the_http_stage_is_not_throttled_locally() {
     let t = template();
-    let s = &t["Resources"]["HttpApi"]["Properties"]["RouteSettings"]
-        [Route::HealthDependencies.key()];
+    let s =
+        &t["Resources"]["HttpApi"]["Properties"]["RouteSettings"][Route::HealthDependencies.key()];
     let burst: usize = setting(&s["ThrottlingBurstLimit"]).parse().unwrap();
     let app = spawn_app().await;
     let n = burst * 3;
@@ -217,5 +217,9 @@ async fn known_difference_the_http_stage_is_not_throttled_locally() {
         .into_iter()
         .map(|r| r.status)
         .collect();
-    assert_eq!(statuses, vec![200; n], "{n} calls at once, past a burst of {burst}");
+    assert_eq!(
+        statuses,
+        vec![200; n],
+        "{n} calls at once, past a burst of {burst}"
+    );
 }

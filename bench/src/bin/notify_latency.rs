@@ -26,7 +26,9 @@ async fn main() {
     let (api, token, db) = match args.as_slice() {
         [a, t, d, ..] => (a.trim_end_matches('/').to_owned(), t.clone(), d.clone()),
         _ => {
-            eprintln!("usage: imagegram-notify-latency API_URL TOKEN DATABASE_URL [POSTS] [CONCURRENCY]");
+            eprintln!(
+                "usage: imagegram-notify-latency API_URL TOKEN DATABASE_URL [POSTS] [CONCURRENCY]"
+            );
             std::process::exit(2);
         }
     };
@@ -36,7 +38,9 @@ async fn main() {
     let http = reqwest::Client::new();
     let pool = mysql_async::Pool::new(db.as_str());
     let jpeg = {
-        let img = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+        let img = image::RgbImage::from_fn(640, 480, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
         out.into_inner()
@@ -62,8 +66,16 @@ async fn main() {
     );
     println!("| from the finalizer's commit to the client | p50 | p95 | max |");
     println!("|---|---|---|---|");
-    for (name, v) in [("pushed over the WebSocket", &mut pushed), ("polling at 250 ms doubling to 3 s", &mut polled)] {
-        println!("| {name} | {:.1} ms | {:.1} ms | {:.1} ms |", pct(v, 50.0), pct(v, 95.0), pct(v, 100.0));
+    for (name, v) in [
+        ("pushed over the WebSocket", &mut pushed),
+        ("polling at 250 ms doubling to 3 s", &mut polled),
+    ] {
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            pct(v, 50.0),
+            pct(v, 95.0),
+            pct(v, 100.0)
+        );
     }
     println!(
         "API calls spent waiting per published post: pushed 1 (POST /events/ticket; complete's answer is the read), polling {:.2} (GET /posts/{{id}})",
@@ -86,7 +98,9 @@ async fn one(
     jpeg: &[u8],
 ) -> (f64, f64, u32, f64) {
     let call = async |method: reqwest::Method, path: &str, body: Option<Value>| -> Value {
-        let mut req = http.request(method, format!("{api}{path}")).bearer_auth(token);
+        let mut req = http
+            .request(method, format!("{api}{path}"))
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -101,14 +115,21 @@ async fn one(
     let created = call(
         reqwest::Method::POST,
         "/posts",
-        Some(json!({ "caption": "latency", "content_type": "image/jpeg", "size_bytes": jpeg.len() })),
+        Some(
+            json!({ "caption": "latency", "content_type": "image/jpeg", "size_bytes": jpeg.len() }),
+        ),
     )
     .await;
     let id = created["post"]["id"].as_str().unwrap().to_owned();
     let url = created["upload"]["parts"][0]["url"].as_str().unwrap();
     let put = http.put(url).body(jpeg.to_vec()).send().await.unwrap();
     assert!(put.status().is_success());
-    call(reqwest::Method::POST, &format!("/posts/{id}/upload/complete"), None).await;
+    call(
+        reqwest::Method::POST,
+        &format!("/posts/{id}/upload/complete"),
+        None,
+    )
+    .await;
     let completed = SystemTime::now();
     let received = loop {
         let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
@@ -136,7 +157,11 @@ async fn one(
         .await
         .unwrap()
         .unwrap();
-    let us = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros() as i64;
+    let us = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
     let pushed = (us(received) - committed_us) as f64 / 1000.0;
     // The old clients' schedule from complete's answer.
     let (mut at, mut pause, mut polls) = (us(completed), 250_000i64, 0u32);

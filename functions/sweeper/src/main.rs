@@ -28,7 +28,8 @@ async fn main() -> Result<(), Error> {
     let sweeper = Arc::new(OnceCell::new());
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let (sweeper, env, secrets) = (Arc::clone(&sweeper), env.clone(), secrets.clone());
-        let (s3, sqs, sdk, credentials) = (s3.clone(), sqs.clone(), sdk.clone(), credentials.clone());
+        let (s3, sqs, sdk, credentials) =
+            (s3.clone(), sqs.clone(), sdk.clone(), credentials.clone());
         async move {
             let sweeper = sweeper
                 .get_or_try_init(|| async move {
