@@ -17,17 +17,35 @@ use super::{
     scaled_square,
 };
 
+/// The most coefficient memory libjpeg may take for an arithmetic-coded
+/// progressive JPEG (which [`super::progressive`] does not read).
+pub(super) const ARITHMETIC_MAX: u64 = 48 << 20;
+
 pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged, Rejection> {
     // The header first, by our own reader: a progressive frame whose
     // centred square is wide enough is decoded from its DC alone
     // (`progressive`); everything else goes to libjpeg, which reads the
     // header's bytes again.
     let prelude = super::progressive::prelude(&mut input);
-    if let Some(f) = &prelude.frame
-        && f.is_progressive_huffman()
-        && f.width.min(f.height) >= super::progressive::DC_MIN_SIDE
-    {
-        return super::progressive::stage(prelude, input, limits);
+    if let Some(f) = &prelude.frame {
+        if f.is_progressive_huffman() {
+            return super::progressive::stage(prelude, input, limits);
+        }
+        if f.is_progressive_arithmetic() {
+            // libjpeg keeps all of an arithmetic-coded progressive image's
+            // coefficients; only small ones go to it.
+            let held = f.coefficient_bytes();
+            if held > ARITHMETIC_MAX {
+                return Err(super::reject(format!(
+                    "the JPEG is progressive and arithmetic-coded, which is accepted up to {} MiB \
+                     of coefficients (about {} megapixels at full colour resolution); this one \
+                     needs {} MiB: save it as an ordinary (Huffman-coded) JPEG",
+                    ARITHMETIC_MAX >> 20,
+                    ARITHMETIC_MAX / 6 / 1_000_000,
+                    held >> 20
+                )));
+            }
+        }
     }
     let input = std::io::Cursor::new(prelude.bytes).chain(input);
     let bad = |e: std::io::Error| corrupt("JPEG", e);

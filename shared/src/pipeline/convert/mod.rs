@@ -9,9 +9,11 @@
 //!
 //! - JPEG ([`jpeg`]): libjpeg-turbo decodes at 1/8, 1/4, ... scale in the DCT
 //!   domain, and rows past the centred square are never decoded. A
-//!   progressive JPEG whose centred square is at least 4800 wide is decoded
-//!   from its DC coefficients alone ([`progressive`]): libjpeg would keep
-//!   every coefficient of it.
+//!   progressive JPEG is read by our own decoder ([`progressive`]), which
+//!   keeps only the coefficients the square needs (the DC alone when the
+//!   square is at least 4800 wide): libjpeg would keep every coefficient
+//!   of it. Arithmetic-coded progressive files go to libjpeg up to 48 MiB
+//!   of coefficients and are refused past that.
 //! - PNG ([`png`]) and BMP ([`bmp`], every encoding, RLE included): rows
 //!   are decoded one at a time and box-averaged as they arrive
 //!   ([`rows::Shrinker`]; an interlaced PNG's passes into

@@ -1,20 +1,32 @@
-//! Progressive JPEGs from their DC coefficients alone.
+//! Progressive JPEGs, read by our own decoder in bounded memory.
 //!
 //! libjpeg keeps every DCT coefficient of a progressive image until its
 //! last scan (2 bytes a sample, whatever the output scale: 1.2 GB for a
-//! 200 MP 4:4:4 photo). A 600x600 result from a centred square at least
-//! 4800 pixels wide needs only the 1/8-scale picture, and that is the DC
-//! coefficient of each block: the block's mean, what libjpeg's own
-//! `scale 1/8` computes. So for those, this module reads the markers itself,
-//! decodes the DC scans (first and successive-approximation refinements)
-//! into one `i16` per block, skips every AC scan by looking for the next
-//! marker without Huffman-decoding it, then upsamples and colour-converts the
-//! 1/8-scale planes of the centred square: memory is 2 bytes per 64 pixels
-//! per component, and the time is mostly reading the file.
+//! 200 MP 4:4:4 photo). A 600x600 result needs far less:
+//!
+//! - A centred square at least 4800 pixels wide needs only the 1/8-scale
+//!   picture, and that is the DC coefficient of each block: the block's
+//!   mean, what libjpeg's own `scale 1/8` computes. The DC scans (first
+//!   and successive-approximation refinements) are decoded, one `i16` per
+//!   block under the square; every AC scan is skipped by looking for the
+//!   next marker, without Huffman-decoding it. The time is mostly reading
+//!   the file.
+//! - A narrower square is decoded at M/8 (the smallest scale that keeps it
+//!   at least `STAGE_MIN` wide, as libjpeg would be asked to): every scan
+//!   is Huffman-decoded, but only the top-left M x M coefficients of the
+//!   blocks under the square are kept, the ones an M-point inverse DCT
+//!   reads. A refinement scan cannot even be parsed without knowing which
+//!   coefficients of each block are already nonzero, so every block keeps
+//!   that history: one 64-bit word, 8 bytes a block a component instead of
+//!   libjpeg's 128 (at the 20000-pixel side limit, a 4799x20000 CMYK file:
+//!   48 MB of history, 26 MB of kept coefficients).
+//!
+//! Then the components' M/8 pixels are upsampled (box, as libjpeg's
+//! unfancy upsampling) and colour-converted by libjpeg's rules.
 //!
 //! Every JPEG's header goes through [`prelude`] (its bytes are kept, so the
 //! libjpeg path replays them); anything it cannot read, or any frame it does
-//! not take, goes to libjpeg as before.
+//! not take (baseline, arithmetic-coded, 12-bit), goes to libjpeg.
 
 use std::io::BufRead;
 
@@ -58,6 +70,24 @@ impl Frame {
     pub fn is_progressive_huffman(&self) -> bool {
         self.marker == 0xC2 && self.precision == 8
     }
+
+    /// A progressive, arithmetic-coded frame: libjpeg's.
+    pub fn is_progressive_arithmetic(&self) -> bool {
+        self.marker == 0xCA
+    }
+
+    /// What libjpeg's whole-image coefficient buffer takes: 64 `i16` for
+    /// every block of every component, MCU padding included.
+    pub fn coefficient_bytes(&self) -> u64 {
+        let (hmax, vmax) = self
+            .components
+            .iter()
+            .fold((1, 1), |(a, b), c| (a.max(c.h), b.max(c.v)));
+        let mcus = u64::from(self.width).div_ceil(8 * hmax as u64)
+            * u64::from(self.height).div_ceil(8 * vmax as u64);
+        let per_mcu: u64 = self.components.iter().map(|c| (c.h * c.v) as u64).sum();
+        mcus * per_mcu * 128
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -70,9 +100,10 @@ struct Component {
 
 #[derive(Default)]
 struct Tables {
-    /// The DC quantiser of each table (its first entry).
-    dc_quant: [Option<u16>; 4],
+    /// Each quantisation table, in zigzag order as stored.
+    quant: [Option<[u16; 64]>; 4],
     dc_huffman: [Option<Huffman>; 4],
+    ac_huffman: [Option<Huffman>; 4],
     restart_interval: u16,
 }
 
@@ -224,12 +255,15 @@ fn table_or_marker(m: u8, d: &[u8], t: &mut Tables) -> Result<(), Rejection> {
                 if id > 3 || i + 1 + len > d.len() {
                     return Err(bad("a bad quantisation table"));
                 }
-                let q0 = if precision == 0 {
-                    u16::from(d[i + 1])
-                } else {
-                    u16::from_be_bytes([d[i + 1], d[i + 2]])
-                };
-                t.dc_quant[id] = Some(q0);
+                let mut q = [0u16; 64];
+                for (k, v) in q.iter_mut().enumerate() {
+                    *v = if precision == 0 {
+                        u16::from(d[i + 1 + k])
+                    } else {
+                        u16::from_be_bytes([d[i + 1 + 2 * k], d[i + 2 + 2 * k]])
+                    };
+                }
+                t.quant[id] = Some(q);
                 i += 1 + len;
             }
         }
@@ -245,8 +279,11 @@ fn table_or_marker(m: u8, d: &[u8], t: &mut Tables) -> Result<(), Rejection> {
                 if class > 1 || id > 3 || i + 17 + total > d.len() {
                     return Err(bad("a bad Huffman table"));
                 }
+                let table = Some(Huffman::new(&counts, &d[i + 17..i + 17 + total])?);
                 if class == 0 {
-                    t.dc_huffman[id] = Some(Huffman::new(&counts, &d[i + 17..i + 17 + total])?);
+                    t.dc_huffman[id] = table;
+                } else {
+                    t.ac_huffman[id] = table;
                 }
                 i += 17 + total;
             }
@@ -506,55 +543,266 @@ fn skip_entropy<R: BufRead>(r: &mut R) -> Result<u8, Rejection> {
     }
 }
 
-/// One component's DC coefficients, a block each, in MCU-padded rows.
+/// The zigzag order: the row-major index in its block of the k-th
+/// coefficient of a scan.
+const ZIGZAG: [u8; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+];
+
+/// What a decode at M/8 keeps of a block: its top-left M x M
+/// coefficients (the only ones an M-point inverse DCT reads).
+struct Scale {
+    m: usize,
+    /// The slot of zigzag coefficient k among the kept ones, or `NONE`.
+    slot: [u8; 64],
+    /// The zigzag index of each slot (row-major in the M x M corner).
+    zigzag: Vec<usize>,
+    /// The M-point inverse DCT of JPEG's 8-point coefficients:
+    /// `basis[x * m + u] = C(u) / 2 * cos((2x + 1) u pi / 2M)`, C(0) = 1/sqrt 2.
+    basis: Vec<f32>,
+}
+
+const NONE: u8 = u8::MAX;
+
+impl Scale {
+    fn new(m: usize) -> Self {
+        let mut slot = [NONE; 64];
+        let mut zigzag = vec![0; m * m];
+        for (k, &n) in ZIGZAG.iter().enumerate() {
+            let (v, u) = (usize::from(n) / 8, usize::from(n) % 8);
+            if v < m && u < m {
+                slot[k] = (v * m + u) as u8;
+                zigzag[v * m + u] = k;
+            }
+        }
+        let mut basis = vec![0f32; m * m];
+        for x in 0..m {
+            for u in 0..m {
+                let c = if u == 0 {
+                    std::f64::consts::FRAC_1_SQRT_2
+                } else {
+                    1.0
+                };
+                let angle = (2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / (2 * m) as f64;
+                basis[x * m + u] = (c / 2.0 * angle.cos()) as f32;
+            }
+        }
+        Scale {
+            m,
+            slot,
+            zigzag,
+            basis,
+        }
+    }
+}
+
+/// One component: the kept coefficients of the blocks under the centred
+/// square, and (when AC scans are read) which coefficients of every block
+/// are nonzero so far, which a refinement scan needs to be parsed at all.
 struct Plane {
-    dc: Vec<i16>,
-    stride: usize,
+    /// The scale of this component's blocks: the frame's M, or more for
+    /// subsampled chroma (libjpeg decodes a 4:2:0 chroma block at 2M, not
+    /// at M then upsampled).
+    scale: Scale,
+    /// Its pixel for the frame's pixel x at M/8 is `x * x_ratio.0 /
+    /// x_ratio.1`; likewise down.
+    x_ratio: (usize, usize),
+    y_ratio: (usize, usize),
     /// Blocks wide and high of the component itself (no MCU padding).
     blocks_w: usize,
     blocks_h: usize,
-    scanned: bool,
+    /// The blocks kept: those the square's pixels are made from.
+    cols: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
+    /// M x M coefficients a kept block, row by row.
+    coefs: Vec<i16>,
+    /// Bit k: zigzag coefficient k of the block is nonzero. Every block
+    /// of the component, row by row; empty at 1/8.
+    nonzero: Vec<u64>,
+    /// The quantisation table (zigzag order), latched at the component's
+    /// first scan as libjpeg does.
+    quant: Option<[u16; 64]>,
+    dc_scanned: bool,
 }
 
-/// Decodes a progressive frame's DC into the 1/8-scale centred square.
+impl Plane {
+    /// Where block (bx, by)'s kept coefficients start, if it is kept.
+    fn kept(&self, bx: usize, by: usize) -> Option<usize> {
+        let mm = self.scale.m * self.scale.m;
+        (self.cols.contains(&bx) && self.rows.contains(&by))
+            .then(|| ((by - self.rows.start) * self.cols.len() + bx - self.cols.start) * mm)
+    }
+
+    /// The kept blocks' pixels at M/8: inverse DCT, level shift, clamp.
+    fn samples(&self) -> Samples {
+        let s = &self.scale;
+        let (m, mm) = (s.m, s.m * s.m);
+        let quant = self.quant.expect("latched with the first scan");
+        let width = self.cols.len() * m;
+        let mut data = vec![0u8; width * self.rows.len() * m];
+        let (mut f, mut tmp) = (vec![0f32; mm], vec![0f32; mm]);
+        for (i, block) in self.coefs.chunks_exact(mm).enumerate() {
+            let (bx, by) = (i % self.cols.len(), i / self.cols.len());
+            for (j, &c) in block.iter().enumerate() {
+                f[j] = f32::from(c) * f32::from(quant[s.zigzag[j]]);
+            }
+            // Rows (v) then columns (u): tmp[v][x], then out[y][x].
+            for v in 0..m {
+                for x in 0..m {
+                    tmp[v * m + x] = (0..m).map(|u| s.basis[x * m + u] * f[v * m + u]).sum();
+                }
+            }
+            for y in 0..m {
+                let row = &mut data[(by * m + y) * width + bx * m..][..m];
+                for (x, px) in row.iter_mut().enumerate() {
+                    let v: f32 = (0..m).map(|v| s.basis[y * m + v] * tmp[v * m + x]).sum();
+                    *px = (v + 128.0).round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        Samples {
+            data,
+            width,
+            height: self.rows.len() * m,
+            x0: self.cols.start * m,
+            y0: self.rows.start * m,
+            x_ratio: self.x_ratio,
+            y_ratio: self.y_ratio,
+        }
+    }
+}
+
+/// A component's pixels over the square, at M/8 of its own resolution.
+struct Samples {
+    data: Vec<u8>,
+    width: usize,
+    height: usize,
+    /// Where they start in the component's whole (scaled) plane.
+    x0: usize,
+    y0: usize,
+    x_ratio: (usize, usize),
+    y_ratio: (usize, usize),
+}
+
+impl Samples {
+    /// The component's value at the frame's pixel (x, y) at M/8.
+    fn at(&self, x: usize, y: usize) -> u8 {
+        let (x, y) = (
+            x * self.x_ratio.0 / self.x_ratio.1,
+            y * self.y_ratio.0 / self.y_ratio.1,
+        );
+        let x = x.saturating_sub(self.x0).min(self.width - 1);
+        let y = y.saturating_sub(self.y0).min(self.height - 1);
+        self.data[y * self.width + x]
+    }
+}
+
+/// Decodes a progressive frame into its centred square at M/8 scale (the
+/// smallest that keeps the square at least `STAGE_MIN` wide; 1/8, DC
+/// alone, for a square of [`DC_MIN_SIDE`] or more).
 pub(super) fn stage<R: BufRead>(
+    p: Prelude,
+    input: R,
+    limits: &Limits,
+) -> Result<Staged, Rejection> {
+    let frame = p.frame.as_ref().expect("stage is given a read frame");
+    let side = frame.width.min(frame.height);
+    let m = if side >= DC_MIN_SIDE {
+        1
+    } else {
+        super::jpeg::scale_for(side) as usize
+    };
+    stage_at(p, input, limits, m)
+}
+
+/// [`stage`] at M/8.
+pub(super) fn stage_at<R: BufRead>(
     mut p: Prelude,
     mut input: R,
     limits: &Limits,
+    m: usize,
 ) -> Result<Staged, Rejection> {
     let frame = p.frame.take().expect("stage is given a read frame");
     let (w, h) = (frame.width, frame.height);
+    // Zero or oversized dimensions, before anything is allocated.
+    check_decoded(NAME, w.into(), h.into(), 0, limits)?;
     let (hmax, vmax) = frame
         .components
         .iter()
         .fold((1, 1), |(a, b), c| (a.max(c.h), b.max(c.v)));
     let mcus_x = (w as usize).div_ceil(8 * hmax);
     let mcus_y = (h as usize).div_ceil(8 * vmax);
-    let blocks: usize = frame
-        .components
-        .iter()
-        .map(|c| mcus_x * c.h * mcus_y * c.v)
-        .sum();
-    let (w8, h8) = (w.div_ceil(8) as usize, h.div_ceil(8) as usize);
-    // What this path holds: a coefficient a block, and the 1/8 picture.
-    check_decoded(
-        NAME,
-        w.into(),
-        h.into(),
-        (blocks * 2 + w8 * h8 * 3) as u64,
-        limits,
-    )?;
+    // The square at M/8, in whole pixels of libjpeg's output size.
+    let (ow, oh) = ((w as usize * m).div_ceil(8), (h as usize * m).div_ceil(8));
+    let sq = scaled_square(w, h, m as f64 / 8.0, ow, oh);
+    let (c0, c1, r0, r1) = (sq.cols.start, sq.cols.end, sq.rows.start, sq.rows.end);
+    // The blocks of a component its pixels there come from (what scaling
+    // leaves of subsampling is made up by repeating, libjpeg's box
+    // upsampling).
+    let span = |lo: usize, hi: usize, (num, den): (usize, usize), mc: usize, n: usize| {
+        let end = ((hi - 1) * num / den / mc + 1).min(n);
+        (lo * num / den / mc).min(end - 1)..end
+    };
     let mut planes: Vec<Plane> = frame
         .components
         .iter()
-        .map(|c| Plane {
-            dc: vec![0; mcus_x * c.h * mcus_y * c.v],
-            stride: mcus_x * c.h,
-            blocks_w: (w as usize * c.h).div_ceil(hmax).div_ceil(8),
-            blocks_h: (h as usize * c.v).div_ceil(vmax).div_ceil(8),
-            scanned: false,
+        .map(|c| {
+            // libjpeg-turbo's rule (jdmaster.c): double a component's
+            // block scale while its subsampling allows, up to 8.
+            let mut mc = m;
+            while m > 1
+                && mc < 8
+                && (hmax * m).is_multiple_of(c.h * mc * 2)
+                && (vmax * m).is_multiple_of(c.v * mc * 2)
+            {
+                mc *= 2;
+            }
+            let (x_ratio, y_ratio) = ((c.h * mc, hmax * m), (c.v * mc, vmax * m));
+            let blocks_w = (w as usize * c.h).div_ceil(hmax).div_ceil(8);
+            let blocks_h = (h as usize * c.v).div_ceil(vmax).div_ceil(8);
+            let cols = span(c0, c1, x_ratio, mc, blocks_w);
+            let rows = span(r0, r1, y_ratio, mc, blocks_h);
+            Plane {
+                scale: Scale::new(mc),
+                x_ratio,
+                y_ratio,
+                blocks_w,
+                blocks_h,
+                coefs: Vec::new(),
+                nonzero: Vec::new(),
+                cols,
+                rows,
+                quant: None,
+                dc_scanned: false,
+            }
         })
         .collect();
+    // What this path holds: the kept coefficients, a word of history a
+    // block when AC scans are read, each component's square, the RGB.
+    // At 1/8 only the DC is read.
+    let reads_ac = m > 1;
+    let held: usize = planes
+        .iter()
+        .map(|pl| {
+            let kept = pl.cols.len() * pl.rows.len() * pl.scale.m * pl.scale.m;
+            let history = if reads_ac {
+                pl.blocks_w * pl.blocks_h * 8
+            } else {
+                0
+            };
+            kept * 3 + history
+        })
+        .sum::<usize>()
+        + (c1 - c0) * (r1 - r0) * 3;
+    check_decoded(NAME, w.into(), h.into(), held as u64, limits)?;
+    for pl in &mut planes {
+        pl.coefs = vec![0; pl.cols.len() * pl.rows.len() * pl.scale.m * pl.scale.m];
+        if reads_ac {
+            pl.nonzero = vec![0; pl.blocks_w * pl.blocks_h];
+        }
+    }
     let mut scans = 0;
     let mut marker = {
         let mut inp = Input {
@@ -577,14 +825,12 @@ pub(super) fn stage<R: BufRead>(
                     record: None,
                 }
                 .segment()?;
-                marker = scan(
-                    &header,
-                    &frame,
-                    &p.tables,
-                    &mut planes,
-                    (mcus_x, mcus_y),
-                    &mut input,
-                )?;
+                let geometry = Geometry {
+                    frame: &frame,
+                    reads_ac,
+                    mcus: (mcus_x, mcus_y),
+                };
+                marker = scan(&header, &geometry, &p.tables, &mut planes, &mut input)?;
             }
             0xC0..=0xCF if marker != 0xC4 && marker != 0xCC => {
                 return Err(bad("a second frame header"));
@@ -607,37 +853,19 @@ pub(super) fn stage<R: BufRead>(
             }
         }
     }
-    if planes.iter().any(|pl| !pl.scanned) {
+    if planes.iter().any(|pl| !pl.dc_scanned) {
         return Err(bad("a component has no DC scan"));
     }
-    let quant: Vec<i32> = frame
-        .components
-        .iter()
-        .map(|c| {
-            p.tables.dc_quant[c.quant]
-                .map(i32::from)
-                .ok_or_else(|| bad("a quantisation table is missing"))
-        })
-        .collect::<Result<_, _>>()?;
-
-    // The centred square at 1/8 scale, in whole 1/8 pixels.
-    let sq = scaled_square(w, h, 1.0 / 8.0, w8, h8);
-    let (c0, c1, r0, r1) = (sq.cols.start, sq.cols.end, sq.rows.start, sq.rows.end);
+    let samples: Vec<Samples> = planes.iter().map(Plane::samples).collect();
+    drop(planes);
     let space = colour_space(&frame, &p);
     let n = frame.components.len();
     let mut rgb = Vec::with_capacity((c1 - c0) * (r1 - r0) * 3);
     let mut px = [0u8; 4];
     for y in r0..r1 {
         for x in c0..c1 {
-            for (i, (c, pl)) in frame.components.iter().zip(&planes).enumerate() {
-                // Chroma of a subsampled component repeats over the blocks
-                // it covers (libjpeg's box upsampling at this scale).
-                let (bx, by) = (
-                    (x * c.h / hmax).min(pl.blocks_w - 1),
-                    (y * c.v / vmax).min(pl.blocks_h - 1),
-                );
-                let dc = i32::from(pl.dc[by * pl.stride + bx]);
-                px[i] = (((dc * quant[i] + 4) >> 3) + 128).clamp(0, 255) as u8;
+            for (p, s) in px.iter_mut().zip(&samples) {
+                *p = s.at(x, y);
             }
             space.to_rgb(&px[..n], &mut rgb);
         }
@@ -652,14 +880,23 @@ pub(super) fn stage<R: BufRead>(
     })
 }
 
-/// Reads one scan: a DC scan is decoded into the planes, an AC scan
-/// skipped. Returns the marker after it.
+/// What a scan is read against.
+struct Geometry<'a> {
+    frame: &'a Frame,
+    /// Whether AC scans are decoded (skipped at 1/8).
+    reads_ac: bool,
+    /// MCUs across and down.
+    mcus: (usize, usize),
+}
+
+/// Reads one scan into the planes: DC scans always, AC scans when the
+/// scale reads them (skipped to the next marker otherwise). Returns the
+/// marker after it.
 fn scan<R: BufRead>(
     header: &[u8],
-    frame: &Frame,
+    g: &Geometry<'_>,
     tables: &Tables,
     planes: &mut [Plane],
-    (mcus_x, mcus_y): (usize, usize),
     input: &mut R,
 ) -> Result<u8, Rejection> {
     let ns = usize::from(*header.first().ok_or_else(|| bad("an empty scan header"))?);
@@ -668,59 +905,86 @@ fn scan<R: BufRead>(
     }
     let mut members = Vec::with_capacity(ns);
     for i in 0..ns {
-        let (id, td) = (header[1 + 2 * i], usize::from(header[2 + 2 * i] >> 4));
-        let c = frame
+        let id = header[1 + 2 * i];
+        let (td, ta) = (
+            usize::from(header[2 + 2 * i] >> 4),
+            usize::from(header[2 + 2 * i] & 15),
+        );
+        let c = g
+            .frame
             .components
             .iter()
             .position(|c| c.id == id)
             .ok_or_else(|| bad("a scan names a component the frame lacks"))?;
-        if td > 3 {
+        if td > 3 || ta > 3 || members.iter().any(|&(d, _, _)| d == c) {
             return Err(bad("a bad scan header"));
         }
-        members.push((c, td));
+        members.push((c, td, ta));
     }
     let (ss, se, ah, al) = (
-        header[1 + 2 * ns],
-        header[2 + 2 * ns],
-        header[3 + 2 * ns] >> 4,
+        usize::from(header[1 + 2 * ns]),
+        usize::from(header[2 + 2 * ns]),
+        u32::from(header[3 + 2 * ns] >> 4),
         u32::from(header[3 + 2 * ns] & 15),
     );
+    if al > 13 || (ah != 0 && al + 1 != ah) {
+        return Err(bad("a bad successive approximation"));
+    }
+    // libjpeg latches a component's quantisation table at its first scan.
+    for &(c, _, _) in &members {
+        let pl = &mut planes[c];
+        if pl.quant.is_none() {
+            let q = tables.quant[g.frame.components[c].quant]
+                .ok_or_else(|| bad("a quantisation table is missing"))?;
+            pl.quant = Some(q);
+        }
+    }
     if ss != 0 {
         if se < ss || se > 63 || ns != 1 {
             return Err(bad("a bad AC scan"));
         }
-        return skip_entropy(input);
+        let pl = &mut planes[members[0].0];
+        if !g.reads_ac {
+            return skip_entropy(input);
+        }
+        let huffman = tables.ac_huffman[members[0].2]
+            .as_ref()
+            .ok_or_else(|| bad("an AC scan's Huffman table is missing"))?;
+        let band = Band { ss, se, al };
+        return ac_scan(pl, huffman, band, ah != 0, tables, input);
     }
-    if se != 0 || al > 13 {
+    if se != 0 {
         return Err(bad("a bad DC scan"));
     }
     let first = ah == 0;
     let huffman: Vec<Option<&Huffman>> = members
         .iter()
-        .map(|&(_, td)| tables.dc_huffman[td].as_ref())
+        .map(|&(_, td, _)| tables.dc_huffman[td].as_ref())
         .collect();
     if first && huffman.iter().any(Option::is_none) {
         return Err(bad("a DC scan's Huffman table is missing"));
     }
-    for &(c, _) in &members {
+    for &(c, _, _) in &members {
         if first {
-            planes[c].scanned = true;
-        } else if !planes[c].scanned {
+            planes[c].dc_scanned = true;
+        } else if !planes[c].dc_scanned {
             return Err(bad("a DC refinement before the first DC scan"));
         }
     }
     let restart = usize::from(tables.restart_interval);
     let mut bits = Bits::new(input);
     let mut pred = [0i32; 4];
-    // The blocks of one MCU, in order: (member, block x, block y) offsets.
+    // An interleaved scan goes MCU by MCU (padding blocks included), a
+    // single component's block by block.
     let interleaved = ns > 1;
     let (units_x, units_y) = if interleaved {
-        (mcus_x, mcus_y)
+        g.mcus
     } else {
         let pl = &planes[members[0].0];
         (pl.blocks_w, pl.blocks_h)
     };
     let mut unit = 0usize;
+    let mut spare = 0i16;
     for uy in 0..units_y {
         for ux in 0..units_x {
             if restart > 0 && unit > 0 && unit.is_multiple_of(restart) {
@@ -728,8 +992,8 @@ fn scan<R: BufRead>(
                 pred = [0; 4];
             }
             unit += 1;
-            for (m, &(c, _)) in members.iter().enumerate() {
-                let comp = frame.components[c];
+            for (i, &(c, _, _)) in members.iter().enumerate() {
+                let comp = g.frame.components[c];
                 let (bh, bv) = if interleaved {
                     (comp.h, comp.v)
                 } else {
@@ -739,8 +1003,11 @@ fn scan<R: BufRead>(
                 for v in 0..bv {
                     for h in 0..bh {
                         let (bx, by) = (ux * bh + h, uy * bv + v);
-                        let slot = &mut pl.dc[by * pl.stride + bx];
-                        dc_block(first, huffman[m], al, &mut pred[m], slot, &mut bits)?;
+                        let slot = match pl.kept(bx, by) {
+                            Some(at) => &mut pl.coefs[at],
+                            None => &mut spare,
+                        };
+                        dc_block(first, huffman[i], al, &mut pred[i], slot, &mut bits)?;
                     }
                 }
             }
@@ -764,16 +1031,208 @@ fn dc_block<R: BufRead>(
         if s > 11 {
             return Err(bad("a DC difference out of range"));
         }
-        let v = bits.bits(u32::from(s))? as i32;
-        let diff = if s > 0 && v < 1 << (s - 1) {
-            v - (1 << s) + 1
-        } else {
-            v
-        };
-        *pred += diff;
+        *pred += extend(bits.bits(u32::from(s))?, s);
         *slot = i16::try_from(*pred << al).map_err(|_| bad("a DC value out of range"))?;
     } else if bits.bits(1)? == 1 {
         *slot |= 1 << al;
+    }
+    Ok(())
+}
+
+/// The value of `s` magnitude bits `v` (JPEG's EXTEND).
+fn extend(v: u32, s: u8) -> i32 {
+    let v = v as i32;
+    if s > 0 && v < 1 << (s - 1) {
+        v - (1 << s) + 1
+    } else {
+        v
+    }
+}
+
+/// An AC scan's spectral band and point transform.
+#[derive(Clone, Copy)]
+struct Band {
+    ss: usize,
+    se: usize,
+    al: u32,
+}
+
+/// Reads an AC scan of one component, block by block, keeping the kept
+/// coefficients' values and every block's nonzero history.
+fn ac_scan<R: BufRead>(
+    pl: &mut Plane,
+    huffman: &Huffman,
+    band: Band,
+    refine: bool,
+    tables: &Tables,
+    input: &mut R,
+) -> Result<u8, Rejection> {
+    let restart = usize::from(tables.restart_interval);
+    let mm = pl.scale.m * pl.scale.m;
+    let mut bits = Bits::new(input);
+    let mut eobrun = 0u32;
+    let mut unit = 0usize;
+    for by in 0..pl.blocks_h {
+        for bx in 0..pl.blocks_w {
+            if restart > 0 && unit > 0 && unit.is_multiple_of(restart) {
+                bits.restart()?;
+                eobrun = 0;
+            }
+            unit += 1;
+            let kept = pl.kept(bx, by);
+            let block = Block {
+                nonzero: &mut pl.nonzero[by * pl.blocks_w + bx],
+                kept: kept.map(|at| &mut pl.coefs[at..at + mm]),
+                slot: &pl.scale.slot,
+            };
+            if refine {
+                ac_refine(block, band, huffman, &mut eobrun, &mut bits)?;
+            } else {
+                ac_first(block, band, huffman, &mut eobrun, &mut bits)?;
+            }
+        }
+    }
+    bits.end()
+}
+
+/// One block's state as an AC scan sees it.
+struct Block<'a> {
+    nonzero: &'a mut u64,
+    /// The kept coefficients, for a block under the square.
+    kept: Option<&'a mut [i16]>,
+    slot: &'a [u8; 64],
+}
+
+impl Block<'_> {
+    fn set(&mut self, k: usize, v: i32) -> Result<(), Rejection> {
+        *self.nonzero |= 1 << k;
+        if let Some(kept) = &mut self.kept
+            && self.slot[k] != NONE
+        {
+            kept[usize::from(self.slot[k])] =
+                i16::try_from(v).map_err(|_| bad("an AC value out of range"))?;
+        }
+        Ok(())
+    }
+
+    /// A refinement's correction bit for nonzero coefficient k: 1 means
+    /// its magnitude grows by `p1`.
+    fn correct(&mut self, k: usize, p1: i16) {
+        if let Some(kept) = &mut self.kept
+            && self.slot[k] != NONE
+        {
+            let c = &mut kept[usize::from(self.slot[k])];
+            if *c & p1 == 0 {
+                // The bit was clear, so this cannot carry (or overflow,
+                // but for i16::MIN, which a hostile file can make).
+                *c = if *c >= 0 {
+                    *c + p1
+                } else {
+                    c.saturating_sub(p1)
+                };
+            }
+        }
+    }
+}
+
+/// The end-of-band run a symbol of run `r` (and no size) starts:
+/// 2^r plus r more bits.
+fn eob_run<R: BufRead>(r: u8, bits: &mut Bits<'_, R>) -> Result<u32, Rejection> {
+    Ok((1 << r) + bits.bits(u32::from(r))?)
+}
+
+/// A block of a first AC scan (libjpeg's `decode_mcu_AC_first`).
+fn ac_first<R: BufRead>(
+    mut b: Block<'_>,
+    Band { ss, se, al }: Band,
+    huffman: &Huffman,
+    eobrun: &mut u32,
+    bits: &mut Bits<'_, R>,
+) -> Result<(), Rejection> {
+    if *eobrun > 0 {
+        *eobrun -= 1;
+        return Ok(());
+    }
+    let mut k = ss;
+    while k <= se {
+        let rs = bits.decode(huffman)?;
+        let (r, s) = (rs >> 4, rs & 15);
+        if s == 0 {
+            if r < 15 {
+                *eobrun = eob_run(r, bits)? - 1;
+                break;
+            }
+            k += 16;
+            continue;
+        }
+        k += usize::from(r);
+        if k > se {
+            return Err(bad("an AC coefficient past its scan's band"));
+        }
+        let v = extend(bits.bits(u32::from(s))?, s);
+        b.set(k, v << al)?;
+        k += 1;
+    }
+    Ok(())
+}
+
+/// A block of an AC refinement scan (libjpeg's `decode_mcu_AC_refine`):
+/// a correction bit for each coefficient already nonzero, and new ones of
+/// magnitude 1 placed by runs of zero coefficients.
+fn ac_refine<R: BufRead>(
+    mut b: Block<'_>,
+    Band { ss, se, al }: Band,
+    huffman: &Huffman,
+    eobrun: &mut u32,
+    bits: &mut Bits<'_, R>,
+) -> Result<(), Rejection> {
+    let p1 = 1i16 << al;
+    let mut k = ss;
+    if *eobrun == 0 {
+        while k <= se {
+            let rs = bits.decode(huffman)?;
+            let (mut r, s) = (rs >> 4, rs & 15);
+            let mut new = 0;
+            if s != 0 {
+                if s != 1 {
+                    return Err(bad("a bad Huffman code (a refinement of size > 1)"));
+                }
+                new = if bits.bits(1)? == 1 { 1 } else { -1 };
+            } else if r != 15 {
+                *eobrun = eob_run(r, bits)?;
+                break;
+            }
+            // Past the nonzero coefficients (a correction bit each) and r
+            // zero ones, to the zero one the new value goes to.
+            while k <= se {
+                if *b.nonzero & 1 << k != 0 {
+                    if bits.bits(1)? == 1 {
+                        b.correct(k, p1);
+                    }
+                } else {
+                    if r == 0 {
+                        break;
+                    }
+                    r -= 1;
+                }
+                k += 1;
+            }
+            if new != 0 {
+                if k > se {
+                    return Err(bad("an AC coefficient past its scan's band"));
+                }
+                b.set(k, new * i32::from(p1))?;
+            }
+            k += 1;
+        }
+    }
+    if *eobrun > 0 {
+        for k in k..=se {
+            if *b.nonzero & 1 << k != 0 && bits.bits(1)? == 1 {
+                b.correct(k, p1);
+            }
+        }
+        *eobrun -= 1;
     }
     Ok(())
 }

@@ -935,11 +935,10 @@ unsafe extern "C" {
     fn libc_free(p: *mut std::ffi::c_void);
 }
 
-/// libjpeg's own 1/8-scale picture (box upsampling, as the DC path does),
-/// as RGB.
-fn libjpeg_eighth(jpeg: &[u8]) -> RgbImage {
+/// libjpeg's own M/8-scale picture (box upsampling, as ours), as RGB.
+fn libjpeg_scaled(jpeg: &[u8], m: u8) -> RgbImage {
     let mut d = mozjpeg::Decompress::new_mem(jpeg).unwrap();
-    d.scale(1);
+    d.scale(m);
     d.do_fancy_upsampling(false);
     let cmyk = matches!(
         d.color_space(),
@@ -963,9 +962,9 @@ fn libjpeg_eighth(jpeg: &[u8]) -> RgbImage {
     RgbImage::from_raw(w, h, rgb).unwrap()
 }
 
-/// The DC path's 1/8 picture of a square JPEG (its centred square is all
-/// of it).
-fn dc_eighth(jpeg: &[u8]) -> Result<RgbImage, Rejection> {
+/// Our M/8 picture of a square progressive JPEG (its centred square is
+/// all of it).
+fn staged_at(jpeg: &[u8], m: usize) -> Result<RgbImage, Rejection> {
     let mut input = jpeg;
     let prelude = progressive::prelude(&mut input);
     assert!(
@@ -975,12 +974,12 @@ fn dc_eighth(jpeg: &[u8]) -> Result<RgbImage, Rejection> {
             .is_some_and(|f| f.is_progressive_huffman()),
         "not a progressive JPEG"
     );
-    let staged = progressive::stage(prelude, input, &Limits::default())?;
+    let staged = progressive::stage_at(prelude, input, &Limits::default(), m)?;
     Ok(RgbImage::from_raw(staged.width, staged.height, staged.rgb).unwrap())
 }
 
-#[test]
-fn progressive_dc_decoding_matches_libjpegs_own_eighth_scale() {
+/// Progressive test files of every layout and scan script, 301x301.
+fn progressive_cases() -> Vec<(&'static str, Progressive, Vec<u8>)> {
     let (w, h) = (301u32, 301u32);
     let rgb = photo_like(w, h);
     let cmyk: Vec<u8> = rgb
@@ -1045,10 +1044,17 @@ fn progressive_dc_decoding_matches_libjpegs_own_eighth_scale() {
             &cmyk,
         ),
     ];
-    for (name, p, pixels) in cases {
-        let jpeg = progressive_jpeg(p, w, h, pixels);
-        let ours = dc_eighth(&jpeg).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let theirs = libjpeg_eighth(&jpeg);
+    cases
+        .into_iter()
+        .map(|(name, p, pixels)| (name, p, progressive_jpeg(p, w, h, pixels)))
+        .collect()
+}
+
+#[test]
+fn progressive_dc_decoding_matches_libjpegs_own_eighth_scale() {
+    for (name, p, jpeg) in progressive_cases() {
+        let ours = staged_at(&jpeg, 1).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let theirs = libjpeg_scaled(&jpeg, 1);
         assert_eq!(ours.dimensions(), theirs.dimensions(), "{name}");
         let worst = ours
             .as_raw()
@@ -1073,66 +1079,186 @@ fn progressive_dc_decoding_matches_libjpegs_own_eighth_scale() {
 }
 
 #[test]
+fn progressive_scaled_decoding_matches_libjpegs_own_scales() {
+    for (name, _, jpeg) in progressive_cases() {
+        for m in 2..=8u8 {
+            let ours = staged_at(&jpeg, usize::from(m)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let theirs = libjpeg_scaled(&jpeg, m);
+            assert_eq!(ours.dimensions(), theirs.dimensions(), "{name} at {m}/8");
+            let worst = ours
+                .as_raw()
+                .iter()
+                .zip(theirs.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            let db = psnr(&ours, &theirs);
+            // The same coefficients through an M-point inverse DCT, float
+            // here and integer in libjpeg: a rounding apart. At 2/8 and
+            // 4/8 libjpeg-turbo uses older reduced transforms (jidctred.c:
+            // an 8-point one decimated, reading coefficients past the M x M
+            // corner): a few levels apart.
+            let (most, least) = if m == 2 || m == 4 {
+                (5, 48.0)
+            } else {
+                (1, 65.0)
+            };
+            assert!(
+                worst <= most && db >= least,
+                "{name} at {m}/8: worst {worst}, PSNR {db:.1} dB"
+            );
+        }
+    }
+}
+
+#[test]
+fn narrow_progressive_jpegs_match_a_full_resolution_reference() {
+    // Squares of 4799 (3/8: the narrowest short of the DC path), 1400
+    // and 700: every scan decoded, the coefficients under the square kept.
+    for (w, h) in [(4799u32, 5200u32), (1400, 3000), (2200, 700)] {
+        let full = photo_like(w, h);
+        for p in [
+            Progressive::ycc((2, 2)),
+            Progressive {
+                turbo: false,
+                restart: 5,
+                ..Progressive::ycc((1, 1))
+            },
+        ] {
+            let jpeg = progressive_jpeg(p, w, h, full.as_raw());
+            let ours = decode(&convert(&jpeg, &Limits::default()).unwrap());
+            let want = reference(&image::load_from_memory(&jpeg).unwrap().into_rgb8());
+            let db = psnr(&ours, &want);
+            assert!(db >= 30.0, "{w}x{h} {p:?}: PSNR {db:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn frames_our_decoder_does_not_read_are_bounded_or_refused_with_a_reason() {
+    // A header alone: SOI, the frame, a scan header, EOI.
+    let file = |sof: u8, precision: u8, side: u16| {
+        let mut f = vec![0xFF, 0xD8, 0xFF, sof, 0, 17, precision];
+        f.extend(side.to_be_bytes());
+        f.extend(side.to_be_bytes());
+        f.extend([3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+        f.extend([0xFF, 0xDA, 0, 12, 3, 1, 0, 2, 0, 3, 0, 0, 0, 0, 0xFF, 0xD9]);
+        f
+    };
+    // Arithmetic-coded progressive: libjpeg would hold 4096x4096x3x2
+    // bytes of coefficients (96 MiB); refused before it reads a scan.
+    let e = convert(&file(0xCA, 8, 4096), &Limits::default()).unwrap_err();
+    assert!(
+        e.0.contains("arithmetic-coded") && e.0.contains("needs 96 MiB"),
+        "{e}"
+    );
+    // A small one goes to libjpeg (whose verdict on this empty scan is
+    // its own).
+    let e = convert(&file(0xCA, 8, 512), &Limits::default()).unwrap_err();
+    assert!(!e.0.contains("arithmetic-coded"), "{e}");
+    // 12-bit progressive: libjpeg's refusal, before any pixel memory.
+    let e = convert(&file(0xC2, 12, 4096), &Limits::default()).unwrap_err();
+    assert!(e.0.contains("precision 12"), "{e}");
+}
+
+/// Offsets of a JPEG's SOS markers, and where the first scan's data
+/// starts.
+fn scans(jpeg: &[u8]) -> Vec<usize> {
+    jpeg.windows(2)
+        .enumerate()
+        .filter(|(_, m)| *m == [0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn scan_data(jpeg: &[u8], sos: usize) -> usize {
+    sos + 2 + usize::from(u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]))
+}
+
+#[test]
 fn hostile_progressive_files_are_refused_never_a_crash() {
     let (w, h) = (301u32, 301u32);
     let jpeg = progressive_jpeg(Progressive::ycc((2, 2)), w, h, photo_like(w, h).as_raw());
-    let dc = |bytes: &[u8]| {
-        std::panic::catch_unwind(|| {
-            let mut input = bytes;
-            let prelude = progressive::prelude(&mut input);
-            prelude
-                .frame
-                .as_ref()
-                .is_some_and(|f| f.is_progressive_huffman())
-                .then(|| {
-                    progressive::stage(prelude, input, &Limits::default()).map(|s| s.rgb.len())
-                })
-        })
-        .expect("no panic")
-    };
-    assert!(matches!(dc(&jpeg), Some(Ok(_))));
-    // Truncated anywhere: refused (the header cut short is libjpeg's).
-    for cut in (2..jpeg.len() - 1).step_by(97) {
-        assert!(!matches!(dc(&jpeg[..cut]), Some(Ok(_))), "cut at {cut}");
+    // At 1/8 (DC alone, AC scans skipped), and at 3/8 and 8/8 (every scan
+    // decoded).
+    for m in [1, 3, 8] {
+        let stage = |bytes: &[u8]| {
+            std::panic::catch_unwind(|| {
+                let mut input = bytes;
+                let prelude = progressive::prelude(&mut input);
+                prelude
+                    .frame
+                    .as_ref()
+                    .is_some_and(|f| f.is_progressive_huffman())
+                    .then(|| {
+                        progressive::stage_at(prelude, input, &Limits::default(), m)
+                            .map(|s| s.rgb.len())
+                    })
+            })
+            .unwrap_or_else(|_| panic!("a panic at {m}/8"))
+        };
+        assert!(matches!(stage(&jpeg), Some(Ok(_))));
+        // Truncated anywhere: refused (the header cut short is libjpeg's).
+        for cut in (2..jpeg.len() - 1).step_by(97) {
+            let r = stage(&jpeg[..cut]);
+            assert!(!matches!(r, Some(Ok(_))), "{m}/8: cut at {cut}");
+        }
+        // A scan that never ends: the first scan's data runs to the end
+        // of the file.
+        let sos = scans(&jpeg);
+        let endless: Vec<u8> = jpeg[..sos[0] + 200]
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0x55, 100_000))
+            .collect();
+        let r = stage(&endless);
+        assert!(
+            matches!(&r, Some(Err(e)) if e.0.contains("premature end")),
+            "{m}/8: {r:?}"
+        );
+        // A bad Huffman code: sixteen 1-bits (stuffed 0xFF bytes) where
+        // the first DC difference should be, then where an AC scan's
+        // first symbol should be (which 1/8 never reads).
+        for (i, scan) in [(0, "DC"), (1, "AC")] {
+            let data = scan_data(&jpeg, sos[i]);
+            let mut bad = jpeg.clone();
+            bad.splice(data..data + 4, [0xFF, 0x00, 0xFF, 0x00]);
+            let r = stage(&bad);
+            if m == 1 && scan == "AC" {
+                assert!(matches!(&r, Some(Ok(_))), "{m}/8, {scan}: {r:?}");
+            } else {
+                assert!(
+                    matches!(&r, Some(Err(e)) if e.0.contains("Huffman")),
+                    "{m}/8, {scan}: {r:?}"
+                );
+            }
+        }
+        // A header that lies about its size: 4000x4000 claimed, 301x301
+        // there.
+        let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC2]).unwrap();
+        let mut liar = jpeg.clone();
+        liar[sof + 5..sof + 9].copy_from_slice(&[0x0F, 0xA0, 0x0F, 0xA0]);
+        let r = stage(&liar);
+        assert!(matches!(&r, Some(Err(_))), "{m}/8: {r:?}");
+        // A scan naming a component the frame lacks.
+        let mut stranger = jpeg.clone();
+        stranger[sos[0] + 5] = 0x11;
+        let r = stage(&stranger);
+        assert!(
+            matches!(&r, Some(Err(e)) if e.0.contains("the frame lacks")),
+            "{m}/8: {r:?}"
+        );
+        // Bytes flipped anywhere in the scans: a result, never a panic.
+        let mut next = noise(m as u32);
+        for _ in 0..300 {
+            let mut mutant = jpeg.clone();
+            for _ in 0..4 {
+                let at = sos[0] + next() as usize % (jpeg.len() - sos[0]);
+                mutant[at] = next() as u8;
+            }
+            stage(&mutant);
+        }
     }
-    // A scan that never ends: the first scan's data runs to the end of
-    // the file.
-    let sos = jpeg.windows(2).position(|m| m == [0xFF, 0xDA]).unwrap();
-    let endless: Vec<u8> = jpeg[..sos + 200]
-        .iter()
-        .copied()
-        .chain(std::iter::repeat_n(0x55, 100_000))
-        .collect();
-    let r = dc(&endless);
-    assert!(
-        matches!(&r, Some(Err(e)) if e.0.contains("premature end")),
-        "{r:?}"
-    );
-    // A bad Huffman code: sixteen 1-bits (stuffed 0xFF bytes) where the
-    // first DC difference should be.
-    let len = usize::from(u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]));
-    let data = sos + 2 + len;
-    let mut bad = jpeg.clone();
-    bad.splice(data..data + 4, [0xFF, 0x00, 0xFF, 0x00]);
-    let r = dc(&bad);
-    assert!(
-        matches!(&r, Some(Err(e)) if e.0.contains("Huffman")),
-        "{r:?}"
-    );
-    // A header that lies about its size: 4000x4000 claimed, 301x301 there.
-    let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC2]).unwrap();
-    let mut liar = jpeg.clone();
-    liar[sof + 5..sof + 9].copy_from_slice(&[0x0F, 0xA0, 0x0F, 0xA0]);
-    let r = dc(&liar);
-    assert!(matches!(&r, Some(Err(_))), "{r:?}");
-    // A scan naming a component the frame lacks.
-    let mut stranger = jpeg.clone();
-    stranger[sos + 5] = 0x11;
-    let r = dc(&stranger);
-    assert!(
-        matches!(&r, Some(Err(e)) if e.0.contains("the frame lacks")),
-        "{r:?}"
-    );
 }
 
 #[test]
