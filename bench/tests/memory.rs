@@ -5,7 +5,8 @@
 //! The progressive inputs are written here, byte by byte, at 16000x12500
 //! (200 MP): DC scans of all-zero differences (a one-code Huffman table),
 //! a DC refinement scan, restart markers, and an AC scan of junk the
-//! decoder must skip. Small files (a few MB) that a real encoder would
+//! decoder must skip; and at 4799x20000, too narrow for the DC path, with
+//! AC first and refinement scans of every component, all decoded. Small files (a few MB) that a real encoder would
 //! need gigabytes to write; what they cost to convert is what a photo of
 //! that size and layout costs, since the DC path reads the same blocks.
 
@@ -99,7 +100,44 @@ fn dc_data(out: &mut Vec<u8>, mcus: usize, blocks_per_mcu: usize, restart: usize
     *out = w.out;
 }
 
-fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, junk: usize) -> Vec<u8> {
+/// An AC scan's data for `blocks` blocks, RSTn after every `restart`: a
+/// first scan gives each block coefficient 1 the value 1 (codes "10", a
+/// sign bit, then "0", end of band); a refinement gives it its correction
+/// bit ("0", end of band, then the bit).
+fn ac_data(out: &mut Vec<u8>, blocks: usize, restart: usize, refine: bool) {
+    let mut w = Writer {
+        out: std::mem::take(out),
+        acc: 0,
+        n: 0,
+    };
+    for b in 0..blocks {
+        if b > 0 && b % restart == 0 {
+            w.align();
+            w.out.extend([0xFF, 0xD0 + ((b / restart - 1) % 8) as u8]);
+        }
+        let bits: &[bool] = if refine {
+            &[false, true]
+        } else {
+            &[true, false, true, false]
+        };
+        for &bit in bits {
+            w.bit(bit);
+        }
+    }
+    w.align();
+    *out = w.out;
+}
+
+/// What a synthetic file's AC scans are.
+#[derive(Clone, Copy, PartialEq)]
+enum Ac {
+    /// One scan of `n` junk bytes, which the DC path skips unread.
+    Junk(usize),
+    /// A first scan and a refinement of every component, decoded.
+    Decoded,
+}
+
+fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u8> {
     let mut f = vec![0xFF, 0xD8];
     if let Some(t) = l.adobe {
         segment(
@@ -115,6 +153,10 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, junk: usize) -> 
     let mut dht = vec![0x00, 1];
     dht.extend([0u8; 15]);
     dht.push(0);
+    // AC table 0: "0" end of band, "10" run 0 size 1.
+    dht.extend([0x10, 1, 1]);
+    dht.extend([0u8; 14]);
+    dht.extend([0x00, 0x01]);
     segment(&mut f, 0xC4, &dht);
     segment(&mut f, 0xDD, &restart.to_be_bytes());
     let mut sof = vec![8];
@@ -145,10 +187,29 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, junk: usize) -> 
         segment(f, 0xDA, &sos);
         dc_data(f, mcus, blocks_per_mcu, usize::from(restart));
     };
-    // First DC scan (Al = 1), an AC scan to skip, the DC refinement.
+    // First DC scan (Al = 1), the AC scans, the DC refinement.
     dc_scan(&mut f, 0x01);
-    segment(&mut f, 0xDA, &[1, l.components[0].0, 0x00, 1, 63, 0x00]);
-    f.extend(std::iter::repeat_n(0x55u8, junk));
+    match ac {
+        Ac::Junk(n) => {
+            segment(&mut f, 0xDA, &[1, l.components[0].0, 0x00, 1, 63, 0x00]);
+            f.extend(std::iter::repeat_n(0x55u8, n));
+        }
+        Ac::Decoded => {
+            for refine in [false, true] {
+                for &(id, h, v) in l.components {
+                    let blocks_w = (usize::from(width) * usize::from(h))
+                        .div_ceil(usize::from(hmax))
+                        .div_ceil(8);
+                    let blocks_h = (usize::from(height) * usize::from(v))
+                        .div_ceil(usize::from(vmax))
+                        .div_ceil(8);
+                    let ah_al = if refine { 0x10 } else { 0x01 };
+                    segment(&mut f, 0xDA, &[1, id, 0x00, 1, 63, ah_al]);
+                    ac_data(&mut f, blocks_w * blocks_h, usize::from(restart), refine);
+                }
+            }
+        }
+    }
     dc_scan(&mut f, 0x10);
     f.extend([0xFF, 0xD9]);
     f
@@ -180,7 +241,7 @@ fn progressive_jpegs_at_the_pixel_limit_convert_within_128_mib() {
     for l in LAYOUTS {
         // 16000x12500 = 200 MP, the limit; restarts every 37 MCUs; 8 MB of
         // AC data to skip.
-        let bytes = synthetic(l, 16_000, 12_500, 37, 8 << 20);
+        let bytes = synthetic(l, 16_000, 12_500, 37, Ac::Junk(8 << 20));
         let input = dir.join(format!("{}.jpg", l.name.replace(':', "")));
         std::fs::write(&input, &bytes).unwrap();
         let output = dir.join("out.jpg");
@@ -197,6 +258,38 @@ fn progressive_jpegs_at_the_pixel_limit_convert_within_128_mib() {
         assert!(
             kib <= LIMIT_MIB * 1024,
             "{}: peak RSS {} MiB, over {LIMIT_MIB} MiB",
+            l.name,
+            kib / 1024
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn narrow_progressive_jpegs_at_the_side_limit_convert_within_128_mib() {
+    let dir = std::env::temp_dir().join(format!("imagegram-memory-narrow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for l in LAYOUTS {
+        // 4799x20000 (96 MP): the widest square short of the DC path at
+        // the longest side accepted, so every scan is decoded (3/8) and
+        // every block's history kept; restarts every 37 MCUs.
+        let bytes = synthetic(l, 4_799, 20_000, 37, Ac::Decoded);
+        let input = dir.join(format!("narrow-{}.jpg", l.name.replace(':', "")));
+        std::fs::write(&input, &bytes).unwrap();
+        let output = dir.join("out.jpg");
+        let (ok, kib) = convert(&input, &output);
+        assert!(ok, "{}: the conversion failed", l.name);
+        let out = image::open(&output).unwrap().into_rgb8();
+        assert_eq!(out.dimensions(), (600, 600), "{}", l.name);
+        println!(
+            "narrow {}: {} KiB ({:.1} MiB) peak RSS",
+            l.name,
+            kib,
+            kib as f64 / 1024.0
+        );
+        assert!(
+            kib <= LIMIT_MIB * 1024,
+            "narrow {}: peak RSS {} MiB, over {LIMIT_MIB} MiB",
             l.name,
             kib / 1024
         );

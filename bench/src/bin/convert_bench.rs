@@ -46,8 +46,9 @@ const INPUTS: &[Input] = &[
         max_rss_mib: Some(64),
         make: |p| jpeg(p, 16_000, 12_000, 92, 30, None),
     },
-    // Progressive: decoded from their DC alone (imagegram's
-    // `convert::progressive`); #22's targets: 4x faster than vips, 128 MiB.
+    // Progressive, square of 4800 or more: decoded from their DC alone
+    // (imagegram's `convert::progressive`); #22's targets: 4x faster than
+    // vips, 128 MiB.
     Input {
         name: "JPEG 12000x9000 progressive q90",
         file: "photo-12000x9000-progressive-q90.jpg",
@@ -68,6 +69,22 @@ const INPUTS: &[Input] = &[
         max_ratio: 0.25,
         max_rss_mib: Some(128),
         make: |p| progressive(p, 16_000, 12_500, 30, 30, Sampling::Cmyk),
+    },
+    // Progressive with a centred square under 4800: every scan decoded
+    // (at 3/8), only the square's low coefficients kept; #22's 128 MiB.
+    Input {
+        name: "JPEG 4000x16000 progressive 4:2:0 q90 (narrow)",
+        file: "photo-4000x16000-progressive-q90.jpg",
+        max_ratio: 1.0,
+        max_rss_mib: Some(128),
+        make: |p| progressive(p, 4_000, 16_000, 90, 30, Sampling::Yuv420),
+    },
+    Input {
+        name: "JPEG 4799x20000 progressive CMYK q30 (narrow)",
+        file: "photo-4799x20000-progressive-cmyk-q30.jpg",
+        max_ratio: 1.0,
+        max_rss_mib: Some(128),
+        make: |p| progressive(p, 4_799, 20_000, 30, 30, Sampling::Cmyk),
     },
     Input {
         name: "PNG 7680x5120 RGB",

@@ -22,15 +22,15 @@ use super::{
 pub(super) const ARITHMETIC_MAX: u64 = 48 << 20;
 
 pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged, Rejection> {
-    // The header first, by our own reader: a progressive frame whose
-    // centred square is wide enough is decoded from its DC alone
-    // (`progressive`); everything else goes to libjpeg, which reads the
-    // header's bytes again.
+    // The header first, by our own reader: a progressive frame (or a
+    // sequential one in several scans) is decoded by `progressive`, in
+    // bounded memory; everything else goes to libjpeg, which reads the
+    // header's bytes again and streams it.
     let prelude = super::progressive::prelude(&mut input);
+    if prelude.is_ours() {
+        return super::progressive::stage(prelude, input, limits);
+    }
     if let Some(f) = &prelude.frame {
-        if f.is_progressive_huffman() {
-            return super::progressive::stage(prelude, input, limits);
-        }
         if f.is_progressive_arithmetic() {
             // libjpeg keeps all of an arithmetic-coded progressive image's
             // coefficients; only small ones go to it.

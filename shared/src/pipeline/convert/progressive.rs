@@ -43,12 +43,15 @@ pub(super) const DC_MIN_SIDE: u32 = 8 * SIDE;
 /// Most scans a file may have (libjpeg-turbo's own tools stop at 500).
 const MAX_SCANS: usize = 1000;
 
-/// A JPEG's header, up to and including its frame header (SOFn).
+/// A JPEG's header, up to and including its frame header (SOFn), and for
+/// a sequential frame of several components its first scan header.
 pub(super) struct Prelude {
     /// Every byte read so far, for libjpeg to read again.
     pub bytes: Vec<u8>,
     /// The frame, when the header was read to it without trouble.
     pub frame: Option<Frame>,
+    /// A sequential frame's first scan header (its payload), when read.
+    first_scan: Option<Vec<u8>>,
     tables: Tables,
     exif: Option<Vec<u8>>,
     /// APP14 "Adobe": its colour transform byte.
@@ -65,10 +68,31 @@ pub(super) struct Frame {
     components: Vec<Component>,
 }
 
+impl Prelude {
+    /// What [`stage`] takes: a progressive, Huffman-coded, 8-bit frame, or
+    /// a sequential one whose components come in more than one scan.
+    pub fn is_ours(&self) -> bool {
+        self.frame.as_ref().is_some_and(|f| {
+            f.is_progressive_huffman()
+                || (f.is_sequential_huffman()
+                    && self
+                        .first_scan
+                        .as_ref()
+                        .and_then(|s| s.first())
+                        .is_some_and(|&ns| usize::from(ns) < f.components.len()))
+        })
+    }
+}
+
 impl Frame {
-    /// A progressive, Huffman-coded, 8-bit frame: what [`stage`] takes.
+    /// A progressive, Huffman-coded, 8-bit frame.
     pub fn is_progressive_huffman(&self) -> bool {
         self.marker == 0xC2 && self.precision == 8
+    }
+
+    /// A sequential (baseline or extended), Huffman-coded, 8-bit frame.
+    pub fn is_sequential_huffman(&self) -> bool {
+        matches!(self.marker, 0xC0 | 0xC1) && self.precision == 8
     }
 
     /// A progressive, arithmetic-coded frame: libjpeg's.
@@ -167,6 +191,7 @@ pub(super) fn prelude<R: BufRead>(input: &mut R) -> Prelude {
     let mut p = Prelude {
         bytes: Vec::new(),
         frame: None,
+        first_scan: None,
         tables: Tables::default(),
         exif: None,
         adobe: None,
@@ -190,26 +215,52 @@ fn read_prelude<R: BufRead>(inp: &mut Input<R>, p: &mut Prelude) -> Result<Frame
         let m = inp.marker()?;
         match m {
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
-                return frame(m, &inp.segment()?);
+                let f = frame(m, &inp.segment()?)?;
+                if f.is_sequential_huffman() && f.components.len() > 1 {
+                    // Whether it has one scan (libjpeg streams it) or one
+                    // for each component or group (libjpeg would keep all
+                    // of its coefficients) shows at the first scan.
+                    p.first_scan = read_to_scan(inp, p).ok();
+                }
+                return Ok(f);
             }
             0xD8..=0xDA => return Err(bad("no frame header before the data")),
             0xD0..=0xD7 | 0x01 => {}
-            _ => {
-                let data = inp.segment()?;
-                table_or_marker(m, &data, &mut p.tables)?;
-                match m {
-                    0xE0 if data.starts_with(b"JFIF\0") => p.jfif = true,
-                    0xE1 if data.starts_with(b"Exif\0\0") && p.exif.is_none() => {
-                        p.exif = Some(data[6..].to_vec());
-                    }
-                    0xEE if data.starts_with(b"Adobe") && data.len() >= 12 => {
-                        p.adobe = Some(data[11]);
-                    }
-                    _ => {}
-                }
-            }
+            _ => header_segment(m, &inp.segment()?, p)?,
         }
     }
+}
+
+/// Reads on from the frame to the first scan header, which it returns.
+fn read_to_scan<R: BufRead>(inp: &mut Input<R>, p: &mut Prelude) -> Result<Vec<u8>, Rejection> {
+    loop {
+        match inp.marker()? {
+            0xDA => return inp.segment(),
+            m @ 0xC0..=0xCF if m != 0xC4 && m != 0xCC => {
+                return Err(bad("a second frame header"));
+            }
+            0xD8 | 0xD9 => return Err(bad("no scan")),
+            0xD0..=0xD7 | 0x01 => {}
+            m => header_segment(m, &inp.segment()?, p)?,
+        }
+    }
+}
+
+/// Takes in a segment before the data: tables, and the JFIF, Exif and
+/// Adobe markers.
+fn header_segment(m: u8, data: &[u8], p: &mut Prelude) -> Result<(), Rejection> {
+    table_or_marker(m, data, &mut p.tables)?;
+    match m {
+        0xE0 if data.starts_with(b"JFIF\0") => p.jfif = true,
+        0xE1 if data.starts_with(b"Exif\0\0") && p.exif.is_none() => {
+            p.exif = Some(data[6..].to_vec());
+        }
+        0xEE if data.starts_with(b"Adobe") && data.len() >= 12 => {
+            p.adobe = Some(data[11]);
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn frame(marker: u8, d: &[u8]) -> Result<Frame, Rejection> {
@@ -781,13 +832,15 @@ pub(super) fn stage_at<R: BufRead>(
         .collect();
     // What this path holds: the kept coefficients, a word of history a
     // block when AC scans are read, each component's square, the RGB.
-    // At 1/8 only the DC is read.
+    // At 1/8 a progressive file's AC scans are skipped, and only they need
+    // a history.
     let reads_ac = m > 1;
+    let history = reads_ac && frame.is_progressive_huffman();
     let held: usize = planes
         .iter()
         .map(|pl| {
             let kept = pl.cols.len() * pl.rows.len() * pl.scale.m * pl.scale.m;
-            let history = if reads_ac {
+            let history = if history {
                 pl.blocks_w * pl.blocks_h * 8
             } else {
                 0
@@ -799,17 +852,23 @@ pub(super) fn stage_at<R: BufRead>(
     check_decoded(NAME, w.into(), h.into(), held as u64, limits)?;
     for pl in &mut planes {
         pl.coefs = vec![0; pl.cols.len() * pl.rows.len() * pl.scale.m * pl.scale.m];
-        if reads_ac {
+        if history {
             pl.nonzero = vec![0; pl.blocks_w * pl.blocks_h];
         }
     }
-    let mut scans = 0;
-    let mut marker = {
-        let mut inp = Input {
+    let geometry = Geometry {
+        frame: &frame,
+        reads_ac,
+        mcus: (mcus_x, mcus_y),
+    };
+    let mut scans = usize::from(p.first_scan.is_some());
+    let mut marker = match p.first_scan.take() {
+        Some(header) => scan(&header, &geometry, &p.tables, &mut planes, &mut input)?,
+        None => Input {
             r: &mut input,
             record: None,
-        };
-        inp.marker()?
+        }
+        .marker()?,
     };
     loop {
         match marker {
@@ -825,11 +884,6 @@ pub(super) fn stage_at<R: BufRead>(
                     record: None,
                 }
                 .segment()?;
-                let geometry = Geometry {
-                    frame: &frame,
-                    reads_ac,
-                    mcus: (mcus_x, mcus_y),
-                };
                 marker = scan(&header, &geometry, &p.tables, &mut planes, &mut input)?;
             }
             0xC0..=0xCF if marker != 0xC4 && marker != 0xCC => {
@@ -939,6 +993,11 @@ fn scan<R: BufRead>(
             pl.quant = Some(q);
         }
     }
+    // A sequential scan carries each block whole, DC then AC.
+    let sequential = g.frame.is_sequential_huffman();
+    if sequential && (ss, se, ah, al) != (0, 63, 0, 0) {
+        return Err(bad("a bad sequential scan"));
+    }
     if ss != 0 {
         if se < ss || se > 63 || ns != 1 {
             return Err(bad("a bad AC scan"));
@@ -953,7 +1012,7 @@ fn scan<R: BufRead>(
         let band = Band { ss, se, al };
         return ac_scan(pl, huffman, band, ah != 0, tables, input);
     }
-    if se != 0 {
+    if se != 0 && !sequential {
         return Err(bad("a bad DC scan"));
     }
     let first = ah == 0;
@@ -963,6 +1022,13 @@ fn scan<R: BufRead>(
         .collect();
     if first && huffman.iter().any(Option::is_none) {
         return Err(bad("a DC scan's Huffman table is missing"));
+    }
+    let ac: Vec<Option<&Huffman>> = members
+        .iter()
+        .map(|&(_, _, ta)| tables.ac_huffman[ta].as_ref())
+        .collect();
+    if sequential && ac.iter().any(Option::is_none) {
+        return Err(bad("a scan's AC Huffman table is missing"));
     }
     for &(c, _, _) in &members {
         if first {
@@ -985,6 +1051,7 @@ fn scan<R: BufRead>(
     };
     let mut unit = 0usize;
     let mut spare = 0i16;
+    let mut spare_history = 0u64;
     for uy in 0..units_y {
         for ux in 0..units_x {
             if restart > 0 && unit > 0 && unit.is_multiple_of(restart) {
@@ -1000,14 +1067,24 @@ fn scan<R: BufRead>(
                     (1, 1)
                 };
                 let pl = &mut planes[c];
+                let mm = pl.scale.m * pl.scale.m;
                 for v in 0..bv {
                     for h in 0..bh {
                         let (bx, by) = (ux * bh + h, uy * bv + v);
-                        let slot = match pl.kept(bx, by) {
+                        let at = pl.kept(bx, by);
+                        let slot = match at {
                             Some(at) => &mut pl.coefs[at],
                             None => &mut spare,
                         };
                         dc_block(first, huffman[i], al, &mut pred[i], slot, &mut bits)?;
+                        if sequential {
+                            let block = Block {
+                                nonzero: &mut spare_history,
+                                kept: at.map(|at| &mut pl.coefs[at..at + mm]),
+                                slot: &pl.scale.slot,
+                            };
+                            ac_sequential(block, ac[i].expect("checked above"), &mut bits)?;
+                        }
                     }
                 }
             }
@@ -1171,6 +1248,34 @@ fn ac_first<R: BufRead>(
         }
         let v = extend(bits.bits(u32::from(s))?, s);
         b.set(k, v << al)?;
+        k += 1;
+    }
+    Ok(())
+}
+
+/// A block's AC coefficients in a sequential scan (libjpeg's
+/// `decode_mcu`): runs and sizes up to an end of block.
+fn ac_sequential<R: BufRead>(
+    mut b: Block<'_>,
+    huffman: &Huffman,
+    bits: &mut Bits<'_, R>,
+) -> Result<(), Rejection> {
+    let mut k = 1;
+    while k <= 63 {
+        let rs = bits.decode(huffman)?;
+        let (r, s) = (rs >> 4, rs & 15);
+        if s == 0 {
+            if r != 15 {
+                break;
+            }
+            k += 16;
+            continue;
+        }
+        k += usize::from(r);
+        if k > 63 {
+            return Err(bad("an AC coefficient past the end of its block"));
+        }
+        b.set(k, extend(bits.bits(u32::from(s))?, s))?;
         k += 1;
     }
     Ok(())

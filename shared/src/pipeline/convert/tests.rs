@@ -864,6 +864,9 @@ struct Progressive {
     /// libjpeg-turbo's simple progression (DC successive approximation)
     /// rather than mozjpeg's optimised scans.
     turbo: bool,
+    /// Not progressive: sequential, a scan for each component (which
+    /// libjpeg, too, buffers whole).
+    separate: bool,
 }
 
 impl Progressive {
@@ -874,6 +877,7 @@ impl Progressive {
             sampling,
             restart: 0,
             turbo: true,
+            separate: false,
         }
     }
 }
@@ -915,7 +919,22 @@ fn progressive_jpeg(p: Progressive, w: u32, h: u32, pixels: &[u8]) -> Vec<u8> {
             (comp.h_samp_factor, comp.v_samp_factor) = if i == 0 { p.sampling } else { (1, 1) };
         }
         c.restart_interval = p.restart;
-        jpeg_simple_progression(&mut c);
+        let scans: Vec<jpeg_scan_info> = (0..c.num_components)
+            .map(|i| jpeg_scan_info {
+                comps_in_scan: 1,
+                component_index: [i, 0, 0, 0],
+                Ss: 0,
+                Se: 63,
+                Ah: 0,
+                Al: 0,
+            })
+            .collect();
+        if p.separate {
+            c.num_scans = scans.len() as i32;
+            c.scan_info = scans.as_ptr();
+        } else {
+            jpeg_simple_progression(&mut c);
+        }
         jpeg_start_compress(&mut c, 1);
         let stride = (w as usize) * c.input_components as usize;
         for row in pixels.chunks_exact(stride) {
@@ -967,13 +986,7 @@ fn libjpeg_scaled(jpeg: &[u8], m: u8) -> RgbImage {
 fn staged_at(jpeg: &[u8], m: usize) -> Result<RgbImage, Rejection> {
     let mut input = jpeg;
     let prelude = progressive::prelude(&mut input);
-    assert!(
-        prelude
-            .frame
-            .as_ref()
-            .is_some_and(|f| f.is_progressive_huffman()),
-        "not a progressive JPEG"
-    );
+    assert!(prelude.is_ours(), "not a JPEG for our decoder");
     let staged = progressive::stage_at(prelude, input, &Limits::default(), m)?;
     Ok(RgbImage::from_raw(staged.width, staged.height, staged.rgb).unwrap())
 }
@@ -1030,6 +1043,25 @@ fn progressive_cases() -> Vec<(&'static str, Progressive, Vec<u8>)> {
             Progressive {
                 space: mozjpeg::ColorSpace::JCS_CMYK,
                 sampling: (1, 1),
+                ..Progressive::ycc((1, 1))
+            },
+            &cmyk,
+        ),
+        (
+            "4:2:0 sequential, a scan a component",
+            Progressive {
+                separate: true,
+                restart: 3,
+                ..Progressive::ycc((2, 2))
+            },
+            rgb.as_raw(),
+        ),
+        (
+            "CMYK sequential, a scan a component",
+            Progressive {
+                space: mozjpeg::ColorSpace::JCS_CMYK,
+                sampling: (1, 1),
+                separate: true,
                 ..Progressive::ycc((1, 1))
             },
             &cmyk,
@@ -1113,24 +1145,25 @@ fn progressive_scaled_decoding_matches_libjpegs_own_scales() {
 
 #[test]
 fn narrow_progressive_jpegs_match_a_full_resolution_reference() {
-    // Squares of 4799 (3/8: the narrowest short of the DC path), 1400
-    // and 700: every scan decoded, the coefficients under the square kept.
-    for (w, h) in [(4799u32, 5200u32), (1400, 3000), (2200, 700)] {
+    // Squares of 3200 (3/8, as up to 4799, the DC path's edge), 1400 (7/8)
+    // and 700 (8/8): every scan decoded, the coefficients under the square
+    // kept.
+    let mozjpeg_444 = Progressive {
+        turbo: false,
+        restart: 5,
+        ..Progressive::ycc((1, 1))
+    };
+    for (w, h, p) in [
+        (3200u32, 3400u32, Progressive::ycc((2, 2))),
+        (1400, 3000, mozjpeg_444),
+        (2200, 700, mozjpeg_444),
+    ] {
         let full = photo_like(w, h);
-        for p in [
-            Progressive::ycc((2, 2)),
-            Progressive {
-                turbo: false,
-                restart: 5,
-                ..Progressive::ycc((1, 1))
-            },
-        ] {
-            let jpeg = progressive_jpeg(p, w, h, full.as_raw());
-            let ours = decode(&convert(&jpeg, &Limits::default()).unwrap());
-            let want = reference(&image::load_from_memory(&jpeg).unwrap().into_rgb8());
-            let db = psnr(&ours, &want);
-            assert!(db >= 30.0, "{w}x{h} {p:?}: PSNR {db:.1} dB");
-        }
+        let jpeg = progressive_jpeg(p, w, h, full.as_raw());
+        let ours = decode(&convert(&jpeg, &Limits::default()).unwrap());
+        let want = reference(&image::load_from_memory(&jpeg).unwrap().into_rgb8());
+        let db = psnr(&ours, &want);
+        assert!(db >= 30.0, "{w}x{h} {p:?}: PSNR {db:.1} dB");
     }
 }
 
@@ -1156,6 +1189,11 @@ fn frames_our_decoder_does_not_read_are_bounded_or_refused_with_a_reason() {
     // its own).
     let e = convert(&file(0xCA, 8, 512), &Limits::default()).unwrap_err();
     assert!(!e.0.contains("arithmetic-coded"), "{e}");
+    // A baseline file in one scan is libjpeg's, streamed.
+    let img = photo_like(64, 64);
+    let baseline = mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 64, 64, img.as_raw());
+    let mut input = &baseline[..];
+    assert!(!progressive::prelude(&mut input).is_ours());
     // 12-bit progressive: libjpeg's refusal, before any pixel memory.
     let e = convert(&file(0xC2, 12, 4096), &Limits::default()).unwrap_err();
     assert!(e.0.contains("precision 12"), "{e}");
@@ -1186,14 +1224,10 @@ fn hostile_progressive_files_are_refused_never_a_crash() {
             std::panic::catch_unwind(|| {
                 let mut input = bytes;
                 let prelude = progressive::prelude(&mut input);
-                prelude
-                    .frame
-                    .as_ref()
-                    .is_some_and(|f| f.is_progressive_huffman())
-                    .then(|| {
-                        progressive::stage_at(prelude, input, &Limits::default(), m)
-                            .map(|s| s.rgb.len())
-                    })
+                prelude.is_ours().then(|| {
+                    progressive::stage_at(prelude, input, &Limits::default(), m)
+                        .map(|s| s.rgb.len())
+                })
             })
             .unwrap_or_else(|_| panic!("a panic at {m}/8"))
         };
