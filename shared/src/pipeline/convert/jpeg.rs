@@ -18,7 +18,8 @@ use super::{
 };
 
 /// The most coefficient memory libjpeg may take for an arithmetic-coded
-/// progressive JPEG (which [`super::progressive`] does not read).
+/// JPEG it holds whole (progressive, or in several scans), which
+/// [`super::progressive`] does not read.
 pub(super) const ARITHMETIC_MAX: u64 = 48 << 20;
 
 pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged, Rejection> {
@@ -30,21 +31,21 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
     if prelude.is_ours() {
         return super::progressive::stage(prelude, input, limits);
     }
-    if let Some(f) = &prelude.frame {
-        if f.is_progressive_arithmetic() {
-            // libjpeg keeps all of an arithmetic-coded progressive image's
-            // coefficients; only small ones go to it.
-            let held = f.coefficient_bytes();
-            if held > ARITHMETIC_MAX {
-                return Err(super::reject(format!(
-                    "the JPEG is progressive and arithmetic-coded, which is accepted up to {} MiB \
-                     of coefficients (about {} megapixels at full colour resolution); this one \
-                     needs {} MiB: save it as an ordinary (Huffman-coded) JPEG",
-                    ARITHMETIC_MAX >> 20,
-                    ARITHMETIC_MAX / 6 / 1_000_000,
-                    held >> 20
-                )));
-            }
+    if let Some(f) = &prelude.frame
+        && prelude.is_buffered_arithmetic()
+    {
+        // libjpeg keeps all of such an image's coefficients; only small
+        // ones go to it.
+        let held = f.coefficient_bytes();
+        if held > ARITHMETIC_MAX {
+            return Err(super::reject(format!(
+                "the JPEG is arithmetic-coded and progressive (or in several scans), which is \
+                 accepted up to {} MiB of coefficients (about {} megapixels at full colour \
+                 resolution); this one needs {} MiB: save it as an ordinary (Huffman-coded) JPEG",
+                ARITHMETIC_MAX >> 20,
+                ARITHMETIC_MAX / 6 / 1_000_000,
+                held >> 20
+            )));
         }
     }
     let input = std::io::Cursor::new(prelude.bytes).chain(input);

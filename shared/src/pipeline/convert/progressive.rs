@@ -73,14 +73,24 @@ impl Prelude {
     /// a sequential one whose components come in more than one scan.
     pub fn is_ours(&self) -> bool {
         self.frame.as_ref().is_some_and(|f| {
-            f.is_progressive_huffman()
-                || (f.is_sequential_huffman()
-                    && self
-                        .first_scan
-                        .as_ref()
-                        .and_then(|s| s.first())
-                        .is_some_and(|&ns| usize::from(ns) < f.components.len()))
+            f.is_progressive_huffman() || (f.is_sequential_huffman() && self.several_scans(f))
         })
+    }
+
+    /// An 8-bit arithmetic-coded frame that libjpeg would hold whole:
+    /// progressive, or sequential in several scans.
+    pub fn is_buffered_arithmetic(&self) -> bool {
+        self.frame.as_ref().is_some_and(|f| {
+            f.precision == 8 && (f.marker == 0xCA || (f.marker == 0xC9 && self.several_scans(f)))
+        })
+    }
+
+    /// A sequential frame whose first scan lacks some components.
+    fn several_scans(&self, f: &Frame) -> bool {
+        self.first_scan
+            .as_ref()
+            .and_then(|s| s.first())
+            .is_some_and(|&ns| usize::from(ns) < f.components.len())
     }
 }
 
@@ -93,11 +103,6 @@ impl Frame {
     /// A sequential (baseline or extended), Huffman-coded, 8-bit frame.
     pub fn is_sequential_huffman(&self) -> bool {
         matches!(self.marker, 0xC0 | 0xC1) && self.precision == 8
-    }
-
-    /// A progressive, arithmetic-coded frame: libjpeg's.
-    pub fn is_progressive_arithmetic(&self) -> bool {
-        self.marker == 0xCA
     }
 
     /// What libjpeg's whole-image coefficient buffer takes: 64 `i16` for
@@ -216,7 +221,7 @@ fn read_prelude<R: BufRead>(inp: &mut Input<R>, p: &mut Prelude) -> Result<Frame
         match m {
             0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 let f = frame(m, &inp.segment()?)?;
-                if f.is_sequential_huffman() && f.components.len() > 1 {
+                if matches!(m, 0xC0 | 0xC1 | 0xC9) && f.components.len() > 1 {
                     // Whether it has one scan (libjpeg streams it) or one
                     // for each component or group (libjpeg would keep all
                     // of its coefficients) shows at the first scan.

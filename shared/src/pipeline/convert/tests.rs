@@ -1189,6 +1189,15 @@ fn frames_our_decoder_does_not_read_are_bounded_or_refused_with_a_reason() {
     // its own).
     let e = convert(&file(0xCA, 8, 512), &Limits::default()).unwrap_err();
     assert!(!e.0.contains("arithmetic-coded"), "{e}");
+    // Sequential arithmetic in several scans (the first lacks components):
+    // held whole too. In one scan: streamed, so not bounded here.
+    let mut several = file(0xC9, 8, 4096);
+    let sos = several.len() - 16;
+    several.splice(sos.., [0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0, 0xFF, 0xD9]);
+    let e = convert(&several, &Limits::default()).unwrap_err();
+    assert!(e.0.contains("needs 96 MiB"), "{e}");
+    let e = convert(&file(0xC9, 8, 4096), &Limits::default()).unwrap_err();
+    assert!(!e.0.contains("arithmetic-coded"), "{e}");
     // A baseline file in one scan is libjpeg's, streamed.
     let img = photo_like(64, 64);
     let baseline = mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 64, 64, img.as_raw());
