@@ -135,6 +135,9 @@ enum Ac {
     Junk(usize),
     /// A first scan and a refinement of every component, decoded.
     Decoded,
+    /// Not progressive: sequential, a scan for each component, each block
+    /// a DC difference of 0 and an end of block.
+    Sequential,
 }
 
 fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u8> {
@@ -166,7 +169,8 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
     for &(id, h, v) in l.components {
         sof.extend([id, h << 4 | v, 0]);
     }
-    segment(&mut f, 0xC2, &sof);
+    let sof_marker = if ac == Ac::Sequential { 0xC0 } else { 0xC2 };
+    segment(&mut f, sof_marker, &sof);
     let (hmax, vmax) = l
         .components
         .iter()
@@ -187,6 +191,24 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
         segment(f, 0xDA, &sos);
         dc_data(f, mcus, blocks_per_mcu, usize::from(restart));
     };
+    let blocks = |h: u8, v: u8| {
+        let blocks_w = (usize::from(width) * usize::from(h))
+            .div_ceil(usize::from(hmax))
+            .div_ceil(8);
+        let blocks_h = (usize::from(height) * usize::from(v))
+            .div_ceil(usize::from(vmax))
+            .div_ceil(8);
+        blocks_w * blocks_h
+    };
+    if ac == Ac::Sequential {
+        for &(id, h, v) in l.components {
+            segment(&mut f, 0xDA, &[1, id, 0x00, 0, 63, 0]);
+            // Two 0-bits a block: DC difference 0, end of block.
+            dc_data(&mut f, blocks(h, v), 2, usize::from(restart));
+        }
+        f.extend([0xFF, 0xD9]);
+        return f;
+    }
     // First DC scan (Al = 1), the AC scans, the DC refinement.
     dc_scan(&mut f, 0x01);
     match ac {
@@ -194,18 +216,13 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
             segment(&mut f, 0xDA, &[1, l.components[0].0, 0x00, 1, 63, 0x00]);
             f.extend(std::iter::repeat_n(0x55u8, n));
         }
+        Ac::Sequential => unreachable!("written above"),
         Ac::Decoded => {
             for refine in [false, true] {
                 for &(id, h, v) in l.components {
-                    let blocks_w = (usize::from(width) * usize::from(h))
-                        .div_ceil(usize::from(hmax))
-                        .div_ceil(8);
-                    let blocks_h = (usize::from(height) * usize::from(v))
-                        .div_ceil(usize::from(vmax))
-                        .div_ceil(8);
                     let ah_al = if refine { 0x10 } else { 0x01 };
                     segment(&mut f, 0xDA, &[1, id, 0x00, 1, 63, ah_al]);
-                    ac_data(&mut f, blocks_w * blocks_h, usize::from(restart), refine);
+                    ac_data(&mut f, blocks(h, v), usize::from(restart), refine);
                 }
             }
         }
@@ -293,6 +310,33 @@ fn narrow_progressive_jpegs_at_the_side_limit_convert_within_128_mib() {
             l.name,
             kib / 1024
         );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sequential_jpegs_in_several_scans_convert_within_128_mib() {
+    let dir = std::env::temp_dir().join(format!("imagegram-memory-seq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A scan a component, at 200 MP (libjpeg would buffer 1.2 GB of
+    // coefficients for 4:4:4), and at 4799x20000 (decoded at 3/8).
+    for (l, (w, h)) in [(&LAYOUTS[1], (16_000, 12_500)), (&LAYOUTS[2], (4_799, 20_000))] {
+        let bytes = synthetic(l, w, h, 37, Ac::Sequential);
+        let input = dir.join("sequential.jpg");
+        std::fs::write(&input, &bytes).unwrap();
+        let output = dir.join("out.jpg");
+        let (ok, kib) = convert(&input, &output);
+        assert!(ok, "{}: the conversion failed", l.name);
+        assert_eq!(
+            image::open(&output).unwrap().into_rgb8().dimensions(),
+            (600, 600)
+        );
+        println!(
+            "sequential {} {w}x{h}, a scan a component: {:.1} MiB peak RSS",
+            l.name,
+            kib as f64 / 1024.0
+        );
+        assert!(kib <= LIMIT_MIB * 1024, "peak RSS {} MiB", kib / 1024);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
