@@ -320,7 +320,10 @@ fn sequential_jpegs_in_several_scans_convert_within_128_mib() {
     std::fs::create_dir_all(&dir).unwrap();
     // A scan a component, at 200 MP (libjpeg would buffer 1.2 GB of
     // coefficients for 4:4:4), and at 4799x20000 (decoded at 3/8).
-    for (l, (w, h)) in [(&LAYOUTS[1], (16_000, 12_500)), (&LAYOUTS[2], (4_799, 20_000))] {
+    for (l, (w, h)) in [
+        (&LAYOUTS[1], (16_000, 12_500)),
+        (&LAYOUTS[2], (4_799, 20_000)),
+    ] {
         let bytes = synthetic(l, w, h, 37, Ac::Sequential);
         let input = dir.join("sequential.jpg");
         std::fs::write(&input, &bytes).unwrap();

@@ -17,7 +17,7 @@ use std::io::{BufRead, Read};
 use image::metadata::Orientation;
 
 use super::rows::{Layout, Shrinker, to_rgb};
-use super::{Limits, Rejection, Staged, check_size, corrupt, reject, skip};
+use super::{Limits, Rejection, Staged, check_dimensions, corrupt, reject, skip};
 
 const FILE_HEADER: usize = 14;
 /// The DIB header sizes there are: OS/2 core, INFO, V2 to V5.
@@ -44,7 +44,7 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
             .map_err(truncated)?;
     }
     let (w, h) = (header.width, header.height);
-    check_size("BMP", w.into(), h.into(), 4, limits)?;
+    check_dimensions("BMP", w.into(), h.into(), limits)?;
     let mut consumed = head.len();
     let pixels = header.pixels(&head[FILE_HEADER..], &mut input, &mut consumed)?;
 

@@ -13,7 +13,7 @@ use mozjpeg::{ColorSpace, Decompress, Marker};
 use mozjpeg_sys::{jpeg_common_struct, jpeg_error_mgr};
 
 use super::{
-    Limits, Rejection, STAGE_MIN, Staged, centre_square, check_size, corrupt, orientation_of,
+    Limits, Rejection, STAGE_MIN, Staged, centre_square, check_dimensions, corrupt, orientation_of,
     scaled_square,
 };
 
@@ -58,7 +58,7 @@ pub(super) fn stage<R: BufRead>(mut input: R, limits: &Limits) -> Result<Staged,
     let (w, h) = (d.width() as u32, d.height() as u32);
     let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
     let channels = if cmyk { 4 } else { 3 };
-    check_size("JPEG", w.into(), h.into(), channels as u64, limits)?;
+    check_dimensions("JPEG", w.into(), h.into(), limits)?;
     let mut exif = None;
     let mut adobe = false;
     for m in d.markers() {

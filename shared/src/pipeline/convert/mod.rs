@@ -53,7 +53,10 @@ pub struct Limits {
     pub max_side: u32,
     /// Most pixels accepted (width x height).
     pub max_pixels: u64,
-    /// Most bytes the decoded image may take.
+    /// Most bytes a decoder may hold for the picture: what the progressive
+    /// decoder keeps (coefficients, their history, the square), and the
+    /// `png` crate's own allocations. The other paths stream: a row and
+    /// the staged image, whatever the picture's size.
     pub max_decoded_bytes: u64,
 }
 
@@ -64,7 +67,9 @@ impl Default for Limits {
         Limits {
             max_side: 20_000,
             max_pixels: 200_000_000,
-            max_decoded_bytes: 800 * 1024 * 1024,
+            // The progressive decoder's worst case is ~92 MiB (a 4799x20000
+            // CMYK file); the converter's bound is 128 MiB.
+            max_decoded_bytes: 112 * 1024 * 1024,
         }
     }
 }
@@ -163,25 +168,14 @@ fn corrupt(name: &str, detail: impl std::fmt::Display) -> Rejection {
     ))
 }
 
-/// Refuses a header's dimensions before any pixel memory is taken.
-/// `bytes_per_pixel` is what a full decode would need per pixel;
-/// `decoded` overrides it where a decoder knows better.
-fn check_size(
-    name: &str,
-    w: u64,
-    h: u64,
-    bytes_per_pixel: u64,
-    limits: &Limits,
-) -> Result<(), Rejection> {
-    check_decoded(
-        name,
-        w,
-        h,
-        w.saturating_mul(h).saturating_mul(bytes_per_pixel),
-        limits,
-    )
+/// Refuses a header's dimensions before any pixel memory is taken (a
+/// streamed path, whose memory does not grow with them).
+fn check_dimensions(name: &str, w: u64, h: u64, limits: &Limits) -> Result<(), Rejection> {
+    check_decoded(name, w, h, 0, limits)
 }
 
+/// Refuses dimensions, and what a decoder would hold (`decoded` bytes),
+/// before it is allocated.
 fn check_decoded(
     name: &str,
     w: u64,

@@ -9,7 +9,7 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use ::png::{ColorType, Decoder, Transformations};
 
 use super::rows::{Layout, Scatter, Shrinker, adam7_rows, to_rgb};
-use super::{Limits, Rejection, Staged, check_size, corrupt, orientation_of};
+use super::{Limits, Rejection, Staged, check_dimensions, corrupt, orientation_of};
 
 pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rejection> {
     let bad = |e: ::png::DecodingError| corrupt("PNG", e);
@@ -20,7 +20,7 @@ pub(super) fn stage<R: BufRead>(input: R, limits: &Limits) -> Result<Staged, Rej
     let mut decoder = Decoder::new_with_limits(Forward(input), png_limits);
     let header = decoder.read_header_info().map_err(bad)?;
     let (w, h) = (header.width, header.height);
-    check_size("PNG", w.into(), h.into(), 4, limits)?;
+    check_dimensions("PNG", w.into(), h.into(), limits)?;
     decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(bad)?;
     let orientation = orientation_of(reader.info().exif_metadata.as_deref());

@@ -440,6 +440,22 @@ impl<'a, R: BufRead> Bits<'a, R> {
 
     fn fill(&mut self) -> Result<(), Rejection> {
         while self.n <= 56 {
+            // Plain bytes (no 0xFF) straight from the reader's buffer, as
+            // many as fit; a 0xFF, a marker or an empty buffer one at a
+            // time below.
+            if self.marker.is_none() {
+                let buf = self.r.fill_buf().map_err(bad)?;
+                let mut used = 0;
+                while self.n <= 56 && used < buf.len() && buf[used] != 0xFF {
+                    self.acc |= u64::from(buf[used]) << (56 - self.n);
+                    self.n += 8;
+                    used += 1;
+                }
+                self.r.consume(used);
+                if self.n > 56 {
+                    break;
+                }
+            }
             let byte = if self.marker.is_some() {
                 self.pad += 8;
                 0
@@ -783,7 +799,7 @@ pub(super) fn stage_at<R: BufRead>(
     let frame = p.frame.take().expect("stage is given a read frame");
     let (w, h) = (frame.width, frame.height);
     // Zero or oversized dimensions, before anything is allocated.
-    check_decoded(NAME, w.into(), h.into(), 0, limits)?;
+    super::check_dimensions(NAME, w.into(), h.into(), limits)?;
     let (hmax, vmax) = frame
         .components
         .iter()
@@ -846,7 +862,7 @@ pub(super) fn stage_at<R: BufRead>(
         .map(|pl| {
             let kept = pl.cols.len() * pl.rows.len() * pl.scale.m * pl.scale.m;
             let history = if history {
-                pl.blocks_w * pl.blocks_h * 8
+                pl.blocks_w * pl.rows.end * 8
             } else {
                 0
             };
@@ -858,7 +874,9 @@ pub(super) fn stage_at<R: BufRead>(
     for pl in &mut planes {
         pl.coefs = vec![0; pl.cols.len() * pl.rows.len() * pl.scale.m * pl.scale.m];
         if history {
-            pl.nonzero = vec![0; pl.blocks_w * pl.blocks_h];
+            // Rows below the square are never decoded (each scan stops
+            // at its last row), so they need no history.
+            pl.nonzero = vec![0; pl.blocks_w * pl.rows.end];
         }
     }
     let geometry = Geometry {
@@ -1057,7 +1075,22 @@ fn scan<R: BufRead>(
     let mut unit = 0usize;
     let mut spare = 0i16;
     let mut spare_history = 0u64;
-    for uy in 0..units_y {
+    // The rows of units down to the last holding a block of the square;
+    // the rest of the scan is skipped unread.
+    let last_row = members
+        .iter()
+        .map(|&(c, _, _)| {
+            let v = if interleaved {
+                g.frame.components[c].v
+            } else {
+                1
+            };
+            planes[c].rows.end.div_ceil(v)
+        })
+        .max()
+        .unwrap_or(units_y)
+        .min(units_y);
+    for uy in 0..last_row {
         for ux in 0..units_x {
             if restart > 0 && unit > 0 && unit.is_multiple_of(restart) {
                 bits.restart()?;
@@ -1154,7 +1187,9 @@ fn ac_scan<R: BufRead>(
     let mut bits = Bits::new(input);
     let mut eobrun = 0u32;
     let mut unit = 0usize;
-    for by in 0..pl.blocks_h {
+    // Blocks below the square's last row matter to nothing: past them, the
+    // rest of the scan is skipped to its marker unread.
+    for by in 0..pl.rows.end {
         for bx in 0..pl.blocks_w {
             if restart > 0 && unit > 0 && unit.is_multiple_of(restart) {
                 bits.restart()?;
@@ -1186,6 +1221,7 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
+    #[inline]
     fn set(&mut self, k: usize, v: i32) -> Result<(), Rejection> {
         *self.nonzero |= 1 << k;
         if let Some(kept) = &mut self.kept
@@ -1193,6 +1229,34 @@ impl Block<'_> {
         {
             kept[usize::from(self.slot[k])] =
                 i16::try_from(v).map_err(|_| bad("an AC value out of range"))?;
+        }
+        Ok(())
+    }
+
+    /// The correction bits of the nonzero coefficients in `which` (a bit
+    /// each, in order): read one by one for a kept block, skipped together
+    /// otherwise.
+    fn corrections<R: BufRead>(
+        &mut self,
+        mut which: u64,
+        p1: i16,
+        bits: &mut Bits<'_, R>,
+    ) -> Result<(), Rejection> {
+        if self.kept.is_some() {
+            while which != 0 {
+                let k = which.trailing_zeros() as usize;
+                which &= which - 1;
+                if bits.bits(1)? == 1 {
+                    self.correct(k, p1);
+                }
+            }
+        } else {
+            let mut n = which.count_ones();
+            while n > 0 {
+                let step = n.min(32);
+                bits.bits(step)?;
+                n -= step;
+            }
         }
         Ok(())
     }
@@ -1313,20 +1377,18 @@ fn ac_refine<R: BufRead>(
                 break;
             }
             // Past the nonzero coefficients (a correction bit each) and r
-            // zero ones, to the zero one the new value goes to.
-            while k <= se {
-                if *b.nonzero & 1 << k != 0 {
-                    if bits.bits(1)? == 1 {
-                        b.correct(k, p1);
-                    }
-                } else {
-                    if r == 0 {
-                        break;
-                    }
-                    r -= 1;
-                }
-                k += 1;
+            // zero ones, to the zero one the new value goes to (the band's
+            // end if there is none): its position is the (r+1)-th zero.
+            let band = (u64::MAX >> (63 - se)) & (u64::MAX << k);
+            let mut zeros = !*b.nonzero & band;
+            while r > 0 && zeros != 0 {
+                zeros &= zeros - 1;
+                r -= 1;
             }
+            let target = (zeros.trailing_zeros() as usize).min(se + 1);
+            let before = u64::MAX.checked_shl(target as u32).map_or(u64::MAX, |m| !m);
+            b.corrections(*b.nonzero & band & before, p1, bits)?;
+            k = target;
             if new != 0 {
                 if k > se {
                     return Err(bad("an AC coefficient past its scan's band"));
@@ -1337,11 +1399,14 @@ fn ac_refine<R: BufRead>(
         }
     }
     if *eobrun > 0 {
-        for k in k..=se {
-            if *b.nonzero & 1 << k != 0 && bits.bits(1)? == 1 {
-                b.correct(k, p1);
-            }
-        }
+        // A correction bit for each nonzero coefficient left in the band:
+        // read one by one for a kept block, skipped together otherwise.
+        let left = if k > se {
+            0
+        } else {
+            *b.nonzero & (u64::MAX >> (63 - se)) & (u64::MAX << k)
+        };
+        b.corrections(left, p1, bits)?;
         *eobrun -= 1;
     }
     Ok(())

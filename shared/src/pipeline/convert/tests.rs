@@ -71,11 +71,20 @@ fn limits_refuse_before_decoding() {
     };
     let e = convert(&png(60, 10, |_, _| image::Rgba([1, 2, 3, 255])), &small).unwrap_err();
     assert!(e.0.contains("60x10"), "{e}");
+    // The decoded-size limit binds where memory grows with the picture:
+    // the progressive decoder's coefficients (here ~0.8 MB at 8/8). A
+    // streamed baseline file of the same size passes it.
     let few_bytes = Limits {
-        max_decoded_bytes: 100,
+        max_decoded_bytes: 200_000,
         ..Limits::default()
     };
-    assert!(convert(&png(10, 10, |_, _| image::Rgba([1, 2, 3, 255])), &few_bytes).is_err());
+    let img = photo_like(301, 301);
+    let progressive = progressive_jpeg(Progressive::ycc((1, 1)), 301, 301, img.as_raw());
+    let e = convert(&progressive, &few_bytes).unwrap_err();
+    assert!(e.0.contains("would take"), "{e}");
+    let baseline = mozjpeg_encode(mozjpeg::ColorSpace::JCS_RGB, 301, 301, img.as_raw());
+    convert(&baseline, &few_bytes).unwrap();
+    convert(&bmp(&img, 24, false), &few_bytes).unwrap();
 }
 
 #[test]
@@ -1139,6 +1148,59 @@ fn progressive_scaled_decoding_matches_libjpegs_own_scales() {
                 worst <= most && db >= least,
                 "{name} at {m}/8: worst {worst}, PSNR {db:.1} dB"
             );
+        }
+    }
+}
+
+#[test]
+fn tall_and_wide_progressive_jpegs_decode_their_square_as_libjpeg_does() {
+    // Only the blocks under the centred square are kept, and each scan
+    // stops after the square's last row: the square's pixels must still
+    // be libjpeg's, at every scale.
+    for (w, h) in [(301u32, 733u32), (733, 301)] {
+        let rgb = photo_like(w, h);
+        for p in [
+            Progressive::ycc((2, 2)),
+            Progressive {
+                turbo: false,
+                restart: 3,
+                ..Progressive::ycc((1, 1))
+            },
+            Progressive {
+                separate: true,
+                ..Progressive::ycc((2, 1))
+            },
+        ] {
+            let jpeg = progressive_jpeg(p, w, h, rgb.as_raw());
+            for m in 1..=8u8 {
+                let ours = staged_at(&jpeg, usize::from(m)).unwrap();
+                let full = libjpeg_scaled(&jpeg, m);
+                let sq = scaled_square(
+                    w,
+                    h,
+                    f64::from(m) / 8.0,
+                    full.width() as usize,
+                    full.height() as usize,
+                );
+                let theirs = image::imageops::crop_imm(
+                    &full,
+                    sq.cols.start as u32,
+                    sq.rows.start as u32,
+                    sq.cols.len() as u32,
+                    sq.rows.len() as u32,
+                )
+                .to_image();
+                assert_eq!(ours.dimensions(), theirs.dimensions(), "{w}x{h} at {m}/8");
+                let db = psnr(&ours, &theirs);
+                // As in the square files' comparisons (1/8 from DC alone
+                // repeats subsampled chroma, libjpeg interpolates it).
+                let least = match m {
+                    1 => 38.0,
+                    2 | 4 => 48.0,
+                    _ => 65.0,
+                };
+                assert!(db >= least, "{w}x{h} {p:?} at {m}/8: PSNR {db:.1} dB");
+            }
         }
     }
 }
