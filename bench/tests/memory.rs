@@ -5,7 +5,7 @@
 //! The progressive inputs are written here, byte by byte, at 16000x12500
 //! (200 MP): DC scans of all-zero differences (a one-code Huffman table),
 //! a DC refinement scan, restart markers, and an AC scan of junk the
-//! decoder must skip; and at 4799x20000, too narrow for the DC path, with
+//! decoder must skip; and at 20000x4799, too narrow for the DC path, with
 //! AC first and refinement scans of every component, all decoded. Small files (a few MB) that a real encoder would
 //! need gigabytes to write; what they cost to convert is what a photo of
 //! that size and layout costs, since the DC path reads the same blocks.
@@ -286,27 +286,32 @@ fn progressive_jpegs_at_the_pixel_limit_convert_within_128_mib() {
 fn narrow_progressive_jpegs_at_the_side_limit_convert_within_128_mib() {
     let dir = std::env::temp_dir().join(format!("imagegram-memory-narrow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for l in LAYOUTS {
-        // 4799x20000 (96 MP): the widest square short of the DC path at
-        // the longest side accepted, so every scan is decoded (3/8) and
-        // every block's history kept; restarts every 37 MCUs.
-        let bytes = synthetic(l, 4_799, 20_000, 37, Ac::Decoded);
+    // 20000x4799 (96 MP): the widest square short of the DC path at the
+    // longest side accepted, so every scan is decoded (3/8); lying wide,
+    // every row of blocks is under the square and keeps its history (the
+    // worst case). Standing tall, the rows below the square are skipped.
+    let mut cases: Vec<(&Layout, (u16, u16))> =
+        LAYOUTS.iter().map(|l| (l, (20_000, 4_799))).collect();
+    cases.push((&LAYOUTS[2], (4_799, 20_000)));
+    for (l, (w, h)) in cases {
+        // Restarts every 37 MCUs.
+        let bytes = synthetic(l, w, h, 37, Ac::Decoded);
         let input = dir.join(format!("narrow-{}.jpg", l.name.replace(':', "")));
         std::fs::write(&input, &bytes).unwrap();
         let output = dir.join("out.jpg");
         let (ok, kib) = convert(&input, &output);
-        assert!(ok, "{}: the conversion failed", l.name);
+        assert!(ok, "{} {w}x{h}: the conversion failed", l.name);
         let out = image::open(&output).unwrap().into_rgb8();
         assert_eq!(out.dimensions(), (600, 600), "{}", l.name);
         println!(
-            "narrow {}: {} KiB ({:.1} MiB) peak RSS",
+            "narrow {} {w}x{h}: {} KiB ({:.1} MiB) peak RSS",
             l.name,
             kib,
             kib as f64 / 1024.0
         );
         assert!(
             kib <= LIMIT_MIB * 1024,
-            "narrow {}: peak RSS {} MiB, over {LIMIT_MIB} MiB",
+            "narrow {} {w}x{h}: peak RSS {} MiB, over {LIMIT_MIB} MiB",
             l.name,
             kib / 1024
         );
