@@ -71,13 +71,22 @@ const INPUTS: &[Input] = &[
         make: |p| progressive(p, 16_000, 12_500, 30, 30, Sampling::Cmyk),
     },
     // Progressive with a centred square under 4800: every scan decoded
-    // (at 3/8), only the square's low coefficients kept; #22's 128 MiB.
+    // (at 3/8) down to the square's last row, only the square's low
+    // coefficients kept; #22's 128 MiB. Standing tall, the rows below the
+    // square are skipped; lying wide, every row is decoded.
     Input {
         name: "JPEG 4000x16000 progressive 4:2:0 q90 (narrow)",
         file: "photo-4000x16000-progressive-q90.jpg",
         max_ratio: 1.0,
         max_rss_mib: Some(128),
         make: |p| progressive(p, 4_000, 16_000, 90, 30, Sampling::Yuv420),
+    },
+    Input {
+        name: "JPEG 16000x4000 progressive 4:2:0 q90 (narrow, wide)",
+        file: "photo-16000x4000-progressive-q90.jpg",
+        max_ratio: 1.0,
+        max_rss_mib: Some(128),
+        make: |p| progressive(p, 16_000, 4_000, 90, 30, Sampling::Yuv420),
     },
     Input {
         name: "JPEG 4799x20000 progressive CMYK q30 (narrow)",

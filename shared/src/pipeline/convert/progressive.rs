@@ -492,6 +492,7 @@ impl<'a, R: BufRead> Bits<'a, R> {
         Ok(())
     }
 
+    #[inline]
     fn bits(&mut self, k: u32) -> Result<u32, Rejection> {
         if k == 0 {
             return Ok(0);
@@ -504,6 +505,7 @@ impl<'a, R: BufRead> Bits<'a, R> {
         Ok(v)
     }
 
+    #[inline]
     fn decode(&mut self, t: &Huffman) -> Result<u8, Rejection> {
         if self.n < 16 {
             self.fill()?;
@@ -730,7 +732,8 @@ impl Plane {
                 let row = &mut data[(by * m + y) * width + bx * m..][..m];
                 for (x, px) in row.iter_mut().enumerate() {
                     let v: f32 = (0..m).map(|v| s.basis[y * m + v] * tmp[v * m + x]).sum();
-                    *px = (v + 128.0).round().clamp(0.0, 255.0) as u8;
+                    // Rounded half up by a saturating cast (no libm call).
+                    *px = (v + 128.5).clamp(0.0, 255.0) as u8;
                 }
             }
         }
@@ -1236,6 +1239,7 @@ impl Block<'_> {
     /// The correction bits of the nonzero coefficients in `which` (a bit
     /// each, in order): read one by one for a kept block, skipped together
     /// otherwise.
+    #[inline]
     fn corrections<R: BufRead>(
         &mut self,
         mut which: u64,
