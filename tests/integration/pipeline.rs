@@ -7,7 +7,7 @@ use image::{ImageFormat, Rgb, RgbImage};
 use imagegram::pipeline::finalizer::GAVE_UP;
 use imagegram_tests::images::{
     bands, encode_rgb, interlaced_png, jpeg_claiming, jpeg_with_orientation, png_bomb,
-    transparent_png, with_noise,
+    progressive_jpeg, transparent_png, with_noise,
 };
 use imagegram_tests::{TestApp, eventually, spawn_app};
 
@@ -50,6 +50,26 @@ async fn bmp_converts() {
     )
     .await;
     assert!(close(img.get_pixel(10, 590), BLUE));
+}
+
+#[tokio::test]
+async fn progressive_jpegs_narrow_and_tall_convert() {
+    // Read by the converter's own decoder, every scan decoded at 8/8 (the
+    // squares are under 1372 pixels): a 900x2400 file, whose scans stop
+    // after the square's last row, and a 1400x600 one. Vertical red | blue
+    // halves under noise: the centred square shows both, red left and blue
+    // right.
+    let app = spawn_app().await;
+    for (w, h) in [(900, 2400), (1400, 600)] {
+        let jpeg = progressive_jpeg(&with_noise(bands(w, h, &[RED, BLUE]), 20));
+        assert!(
+            jpeg.windows(2).any(|m| m == [0xFF, 0xC2]),
+            "a progressive frame"
+        );
+        let img = publish(&app, "image/jpeg", &jpeg).await;
+        assert!(close(img.get_pixel(100, 300), RED), "{w}x{h}");
+        assert!(close(img.get_pixel(500, 300), BLUE), "{w}x{h}");
+    }
 }
 
 #[tokio::test]
@@ -265,7 +285,49 @@ async fn hostile_and_broken_files_fail_fast_with_a_reason() {
     let png = encode_rgb(&bands(64, 64, &[RED]), ImageFormat::Png);
     let big_jpeg = encode_rgb(&with_noise(bands(800, 600, &[RED]), 30), ImageFormat::Jpeg);
     let bmp = encode_rgb(&bands(300, 200, &[RED]), ImageFormat::Bmp);
+    // Progressive, read by the converter's own decoder: cut short, an AC
+    // scan's first code broken (sixteen 1-bits), a scan that never ends.
+    let progressive = progressive_jpeg(&with_noise(bands(400, 1000, &[RED, BLUE]), 30));
+    let scans: Vec<usize> = progressive
+        .windows(2)
+        .enumerate()
+        .filter(|(_, m)| *m == [0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect();
+    let data = |sos: usize| {
+        sos + 2
+            + usize::from(u16::from_be_bytes([
+                progressive[sos + 2],
+                progressive[sos + 3],
+            ]))
+    };
+    let mut bad_code = progressive.clone();
+    let ac = data(scans[1]);
+    bad_code.splice(ac..ac + 4, [0xFF, 0x00, 0xFF, 0x00]);
+    let endless: Vec<u8> = progressive[..scans[0] + 200]
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0x55, 200_000))
+        .collect();
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "truncated progressive JPEG",
+            "image/jpeg",
+            progressive[..progressive.len() * 2 / 3].to_vec(),
+            "JPEG image is corrupt or truncated",
+        ),
+        (
+            "progressive JPEG with a bad Huffman code",
+            "image/jpeg",
+            bad_code,
+            "bad Huffman code",
+        ),
+        (
+            "progressive JPEG whose scan never ends",
+            "image/jpeg",
+            endless,
+            "premature end",
+        ),
         (
             "text",
             "image/png",

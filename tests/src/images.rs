@@ -187,6 +187,19 @@ pub fn png_bomb(side: u32) -> Vec<u8> {
     out
 }
 
+/// A progressive JPEG (libjpeg's simple progression: DC and AC scans with
+/// successive approximation), 4:2:0.
+pub fn progressive_jpeg(img: &RgbImage) -> Vec<u8> {
+    let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+    c.set_fastest_defaults();
+    c.set_size(img.width() as usize, img.height() as usize);
+    c.set_quality(85.0);
+    c.set_progressive_mode();
+    let mut c = c.start_compress(Vec::new()).expect("libjpeg starts");
+    c.write_scanlines(img.as_raw()).expect("libjpeg writes");
+    c.finish().expect("libjpeg finishes")
+}
+
 /// A small real JPEG whose frame header claims `w` x `h`.
 pub fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
     let mut jpeg = encode_rgb(
