@@ -202,7 +202,7 @@ fn interlaced_pngs_convert_exactly_as_their_non_interlaced_twins() {
 }
 
 #[tokio::test]
-async fn interlaced_pngs_take_the_whole_image_path() {
+async fn interlaced_pngs_are_scattered_into_the_staged_image() {
     // Adam7 delivers rows out of order; each pixel is summed into its
     // staged pixel as it comes. The picture must come out the same.
     let app = spawn_app().await;
