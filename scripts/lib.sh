@@ -42,7 +42,14 @@ export RUST_BACKTRACE=${IMAGEGRAM_BACKTRACE:-0}
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Every line says how long the outermost script has been running, so a
+# run's log shows where its time went.
+: "${IMAGEGRAM_T0:=$(date +%s)}"
+export IMAGEGRAM_T0
+log() {
+  local t=$(($(date +%s) - IMAGEGRAM_T0))
+  printf '\033[1m==> [%d:%02d] %s\033[0m\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 apt_install() {
