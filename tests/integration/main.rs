@@ -13,6 +13,7 @@ mod formats;
 mod iam;
 mod idempotency;
 mod identity;
+mod manifests;
 mod metrics;
 mod notify;
 mod pipeline;

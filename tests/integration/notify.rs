@@ -195,6 +195,12 @@ async fn a_client_that_reconnects_reads_the_post_once_and_sees_its_final_state()
     // The read-after-connect rule: messages are not replayed.
     let app = spawn_app().await;
     let ws = open(&ticket(&app, "erin").await).await;
+    // Another of erin's connections, open throughout. The finalizer looks
+    // erin's connections up once after its commit and pushes to each; a
+    // GET can see the commit before that lookup, and a connection opened
+    // then gets the push too (live, not a replay). The witness's message
+    // says the lookup is over.
+    let mut witness = open(&ticket(&app, "erin").await).await;
     let created = app.create_post("erin", "image/jpeg", jpeg().len()).await;
     let id = created["post"]["id"].as_str().unwrap().to_owned();
     app.upload_all(&created, &jpeg()).await;
@@ -209,10 +215,10 @@ async fn a_client_that_reconnects_reads_the_post_once_and_sees_its_final_state()
         )
         .await;
     assert_eq!(r.status, 202);
-    imagegram_tests::eventually("the post is published", async || {
-        app.get(&format!("/posts/{id}"), "erin").await.body["status"] == "published"
-    })
-    .await;
+    assert_eq!(
+        told_when_final(&app, &mut witness, "erin", &id).await["post"]["status"],
+        "published"
+    );
     // Reconnect, then read once: the post's final state is there; the
     // connection carries nothing about it (no replay).
     let mut ws = open(&ticket(&app, "erin").await).await;
