@@ -18,8 +18,10 @@
 //!   reads. A refinement scan cannot even be parsed without knowing which
 //!   coefficients of each block are already nonzero, so every block keeps
 //!   that history: one 64-bit word, 8 bytes a block a component instead of
-//!   libjpeg's 128 (at the 20000-pixel side limit, a 4799x20000 CMYK file:
-//!   48 MB of history, 26 MB of kept coefficients).
+//!   libjpeg's 128. Each scan stops after the square's last row of blocks
+//!   (the rest is skipped to the next marker), so rows below the square
+//!   need no history. The worst case is a wide CMYK file at the side
+//!   limit, 20000x4799: 48 MB of history, 26 MB of kept coefficients.
 //!
 //! Then the components' M/8 pixels are upsampled (box, as libjpeg's
 //! unfancy upsampling) and colour-converted by libjpeg's rules.
