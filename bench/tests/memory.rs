@@ -79,25 +79,31 @@ impl Writer {
     }
 }
 
-/// A DC scan's data: one 0-bit a block (the only code: difference 0, or
-/// a refinement bit of 0), RSTn after every `restart` MCUs.
-fn dc_data(out: &mut Vec<u8>, mcus: usize, blocks_per_mcu: usize, restart: usize) {
+/// A scan's data: the same `bits` for each of `units` MCUs, RSTn after
+/// every `restart` of them.
+fn scan_data(out: &mut Vec<u8>, units: usize, restart: usize, bits: &[bool]) {
     let mut w = Writer {
         out: std::mem::take(out),
         acc: 0,
         n: 0,
     };
-    for m in 0..mcus {
-        if m > 0 && m % restart == 0 {
+    for u in 0..units {
+        if u > 0 && u % restart == 0 {
             w.align();
-            w.out.extend([0xFF, 0xD0 + ((m / restart - 1) % 8) as u8]);
+            w.out.extend([0xFF, 0xD0 + ((u / restart - 1) % 8) as u8]);
         }
-        for _ in 0..blocks_per_mcu {
-            w.bit(false);
+        for &bit in bits {
+            w.bit(bit);
         }
     }
     w.align();
     *out = w.out;
+}
+
+/// A DC scan's data: one 0-bit a block (the only code: difference 0, or
+/// a refinement bit of 0), RSTn after every `restart` MCUs.
+fn dc_data(out: &mut Vec<u8>, mcus: usize, blocks_per_mcu: usize, restart: usize) {
+    scan_data(out, mcus, restart, &vec![false; blocks_per_mcu]);
 }
 
 /// An AC scan's data for `blocks` blocks, RSTn after every `restart`: a
@@ -105,27 +111,12 @@ fn dc_data(out: &mut Vec<u8>, mcus: usize, blocks_per_mcu: usize, restart: usize
 /// sign bit, then "0", end of band); a refinement gives it its correction
 /// bit ("0", end of band, then the bit).
 fn ac_data(out: &mut Vec<u8>, blocks: usize, restart: usize, refine: bool) {
-    let mut w = Writer {
-        out: std::mem::take(out),
-        acc: 0,
-        n: 0,
+    let bits: &[bool] = if refine {
+        &[false, true]
+    } else {
+        &[true, false, true, false]
     };
-    for b in 0..blocks {
-        if b > 0 && b % restart == 0 {
-            w.align();
-            w.out.extend([0xFF, 0xD0 + ((b / restart - 1) % 8) as u8]);
-        }
-        let bits: &[bool] = if refine {
-            &[false, true]
-        } else {
-            &[true, false, true, false]
-        };
-        for &bit in bits {
-            w.bit(bit);
-        }
-    }
-    w.align();
-    *out = w.out;
+    scan_data(out, blocks, restart, bits);
 }
 
 /// What a synthetic file's AC scans are.
