@@ -102,6 +102,14 @@ const INPUTS: &[Input] = &[
         max_rss_mib: Some(64),
         make: |p| png(p, 7_680, 5_120, 14, false),
     },
+    // Adam7: its passes scattered into the staged pixels as they arrive.
+    Input {
+        name: "PNG 7200x4800 RGB interlaced",
+        file: "photo-7200x4800-interlaced.png",
+        max_ratio: 0.5,
+        max_rss_mib: Some(128),
+        make: |p| interlaced_png(p, 7_200, 4_800, 14),
+    },
     Input {
         name: "BMP 5800x5800 24-bit",
         file: "photo-5800x5800.bmp",
@@ -424,6 +432,21 @@ fn png(path: &Path, w: u32, h: u32, noise: u32, alpha: bool) {
         RgbImage::from_raw(w, h, all).unwrap().into()
     };
     img.save(path).unwrap();
+}
+
+/// The same picture as [`png`], interlaced: written plain, then copied by
+/// libvips with Adam7 (the `png` crate writes no interlaced files).
+fn interlaced_png(path: &Path, w: u32, h: u32, noise: u32) {
+    let plain = path.with_extension("plain.png");
+    png(&plain, w, h, noise, false);
+    let status = Command::new("vips")
+        .arg("copy")
+        .arg(&plain)
+        .arg(format!("{}[interlace]", path.display()))
+        .status()
+        .expect("vips runs");
+    assert!(status.success(), "vips copy failed");
+    std::fs::remove_file(&plain).unwrap();
 }
 
 fn bmp(path: &Path, w: u32, h: u32) {
