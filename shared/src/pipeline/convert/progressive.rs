@@ -107,13 +107,18 @@ impl Frame {
         matches!(self.marker, 0xC0 | 0xC1) && self.precision == 8
     }
 
+    /// The largest horizontal and vertical sampling factors: an MCU's
+    /// size in blocks.
+    fn max_sampling(&self) -> (usize, usize) {
+        self.components
+            .iter()
+            .fold((1, 1), |(a, b), c| (a.max(c.h), b.max(c.v)))
+    }
+
     /// What libjpeg's whole-image coefficient buffer takes: 64 `i16` for
     /// every block of every component, MCU padding included.
     pub fn coefficient_bytes(&self) -> u64 {
-        let (hmax, vmax) = self
-            .components
-            .iter()
-            .fold((1, 1), |(a, b), c| (a.max(c.h), b.max(c.v)));
+        let (hmax, vmax) = self.max_sampling();
         let mcus = u64::from(self.width).div_ceil(8 * hmax as u64)
             * u64::from(self.height).div_ceil(8 * vmax as u64);
         let per_mcu: u64 = self.components.iter().map(|c| (c.h * c.v) as u64).sum();
@@ -494,7 +499,6 @@ impl<'a, R: BufRead> Bits<'a, R> {
         Ok(())
     }
 
-    #[inline]
     fn bits(&mut self, k: u32) -> Result<u32, Rejection> {
         if k == 0 {
             return Ok(0);
@@ -507,7 +511,6 @@ impl<'a, R: BufRead> Bits<'a, R> {
         Ok(v)
     }
 
-    #[inline]
     fn decode(&mut self, t: &Huffman) -> Result<u8, Rejection> {
         if self.n < 16 {
             self.fill()?;
@@ -805,10 +808,7 @@ pub(super) fn stage_at<R: BufRead>(
     let (w, h) = (frame.width, frame.height);
     // Zero or oversized dimensions, before anything is allocated.
     super::check_dimensions(NAME, w.into(), h.into(), limits)?;
-    let (hmax, vmax) = frame
-        .components
-        .iter()
-        .fold((1, 1), |(a, b), c| (a.max(c.h), b.max(c.v)));
+    let (hmax, vmax) = frame.max_sampling();
     let mcus_x = (w as usize).div_ceil(8 * hmax);
     let mcus_y = (h as usize).div_ceil(8 * vmax);
     // The square at M/8, in whole pixels of libjpeg's output size.
@@ -1038,7 +1038,8 @@ fn scan<R: BufRead>(
             .as_ref()
             .ok_or_else(|| bad("an AC scan's Huffman table is missing"))?;
         let band = Band { ss, se, al };
-        return ac_scan(pl, huffman, band, ah != 0, tables, input);
+        let restart = usize::from(tables.restart_interval);
+        return ac_scan(pl, huffman, band, ah != 0, restart, input);
     }
     if se != 0 && !sequential {
         return Err(bad("a bad DC scan"));
@@ -1126,7 +1127,13 @@ fn scan<R: BufRead>(
                                 kept: at.map(|at| &mut pl.coefs[at..at + mm]),
                                 slot: &pl.scale.slot,
                             };
-                            ac_sequential(block, ac[i].expect("checked above"), &mut bits)?;
+                            let band = Band {
+                                ss: 1,
+                                se: 63,
+                                al: 0,
+                            };
+                            let huffman = ac[i].expect("checked above");
+                            ac_first(block, band, huffman, None, &mut bits)?;
                         }
                     }
                 }
@@ -1184,10 +1191,9 @@ fn ac_scan<R: BufRead>(
     huffman: &Huffman,
     band: Band,
     refine: bool,
-    tables: &Tables,
+    restart: usize,
     input: &mut R,
 ) -> Result<u8, Rejection> {
-    let restart = usize::from(tables.restart_interval);
     let mm = pl.scale.m * pl.scale.m;
     let mut bits = Bits::new(input);
     let mut eobrun = 0u32;
@@ -1210,7 +1216,7 @@ fn ac_scan<R: BufRead>(
             if refine {
                 ac_refine(block, band, huffman, &mut eobrun, &mut bits)?;
             } else {
-                ac_first(block, band, huffman, &mut eobrun, &mut bits)?;
+                ac_first(block, band, huffman, Some(&mut eobrun), &mut bits)?;
             }
         }
     }
@@ -1226,7 +1232,6 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    #[inline]
     fn set(&mut self, k: usize, v: i32) -> Result<(), Rejection> {
         *self.nonzero |= 1 << k;
         if let Some(kept) = &mut self.kept
@@ -1241,7 +1246,6 @@ impl Block<'_> {
     /// The correction bits of the nonzero coefficients in `which` (a bit
     /// each, in order): read one by one for a kept block, skipped together
     /// otherwise.
-    #[inline]
     fn corrections<R: BufRead>(
         &mut self,
         mut which: u64,
@@ -1293,16 +1297,20 @@ fn eob_run<R: BufRead>(r: u8, bits: &mut Bits<'_, R>) -> Result<u32, Rejection> 
     Ok((1 << r) + bits.bits(u32::from(r))?)
 }
 
-/// A block of a first AC scan (libjpeg's `decode_mcu_AC_first`).
+/// A block of a first AC scan (libjpeg's `decode_mcu_AC_first`), or
+/// with no `eobrun` the AC part of a sequential scan's block (its
+/// `decode_mcu`: an end of block ends that block only, no run follows).
 fn ac_first<R: BufRead>(
     mut b: Block<'_>,
     Band { ss, se, al }: Band,
     huffman: &Huffman,
-    eobrun: &mut u32,
+    mut eobrun: Option<&mut u32>,
     bits: &mut Bits<'_, R>,
 ) -> Result<(), Rejection> {
-    if *eobrun > 0 {
-        *eobrun -= 1;
+    if let Some(run) = eobrun.as_deref_mut()
+        && *run > 0
+    {
+        *run -= 1;
         return Ok(());
     }
     let mut k = ss;
@@ -1311,7 +1319,9 @@ fn ac_first<R: BufRead>(
         let (r, s) = (rs >> 4, rs & 15);
         if s == 0 {
             if r < 15 {
-                *eobrun = eob_run(r, bits)? - 1;
+                if let Some(run) = eobrun {
+                    *run = eob_run(r, bits)? - 1;
+                }
                 break;
             }
             k += 16;
@@ -1323,34 +1333,6 @@ fn ac_first<R: BufRead>(
         }
         let v = extend(bits.bits(u32::from(s))?, s);
         b.set(k, v << al)?;
-        k += 1;
-    }
-    Ok(())
-}
-
-/// A block's AC coefficients in a sequential scan (libjpeg's
-/// `decode_mcu`): runs and sizes up to an end of block.
-fn ac_sequential<R: BufRead>(
-    mut b: Block<'_>,
-    huffman: &Huffman,
-    bits: &mut Bits<'_, R>,
-) -> Result<(), Rejection> {
-    let mut k = 1;
-    while k <= 63 {
-        let rs = bits.decode(huffman)?;
-        let (r, s) = (rs >> 4, rs & 15);
-        if s == 0 {
-            if r != 15 {
-                break;
-            }
-            k += 16;
-            continue;
-        }
-        k += usize::from(r);
-        if k > 63 {
-            return Err(bad("an AC coefficient past the end of its block"));
-        }
-        b.set(k, extend(bits.bits(u32::from(s))?, s))?;
         k += 1;
     }
     Ok(())
