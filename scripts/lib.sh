@@ -212,26 +212,30 @@ ensure_moto() {
       >"$STATE/log/pip.log" 2>&1 || { tail -20 "$STATE/log/pip.log"; die "pip install moto failed"; }
   fi
   command -v curl >/dev/null || apt_install curl ca-certificates
-  # A moto of another version still running from an earlier install.
-  if moto_up && [[ "$(cat "$STATE/moto.version" 2>/dev/null)" != "$MOTO_VERSION" ]]; then
+  # moto through local/moto_server.py (a race of moto's closed); its
+  # version and the wrapper's hash say whether the running one is this.
+  local build
+  build="$MOTO_VERSION $(md5sum <"$ROOT/local/moto_server.py" | cut -c1-12)"
+  # A moto of another version (or wrapper) still running from earlier.
+  if moto_up && [[ "$(cat "$STATE/moto.version" 2>/dev/null)" != "$build" ]]; then
     log "restarting moto (version changed)"
-    pkill -f "moto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT" || true
+    pkill -f "moto_server(\.py)? -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT" || true
     wait_for 50 bash -c "! curl -fs http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/"
   fi
   # A moto that holds the port but does not answer (its checkout deleted
   # under it, say) is stopped first.
   # ([m] keeps the pattern from matching the commands that carry it.)
-  local stale="[m]oto_server -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT\$"
+  local stale="[m]oto_server(\.py)? -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT\$"
   if ! moto_up && pkill -f "$stale"; then
     log "stopped a moto on :$IMAGEGRAM_MOTO_PORT that did not answer"
     wait_for 50 bash -c "! pgrep -f '$stale' >/dev/null" || die "the old moto did not stop"
   fi
   if ! moto_up; then
     log "starting moto (S3 + SQS) on 127.0.0.1:$IMAGEGRAM_MOTO_PORT"
-    setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$IMAGEGRAM_MOTO_PORT" \
+    setsid "$venv/bin/python" "$ROOT/local/moto_server.py" -H 127.0.0.1 -p "$IMAGEGRAM_MOTO_PORT" \
       >"$STATE/log/moto.log" 2>&1 </dev/null &
     echo $! >"$STATE/moto.pid"
-    echo "$MOTO_VERSION" >"$STATE/moto.version"
+    echo "$build" >"$STATE/moto.version"
     wait_for 300 moto_up || { cat "$STATE/log/moto.log"; die "moto did not start"; }
   fi
 }
@@ -319,7 +323,7 @@ stop_gateway() {
 # from npm, pinned), for the local stack to serve at /docs.
 REDOCLY_VERSION=2.77.0
 export IMAGEGRAM_DOCS=${IMAGEGRAM_DOCS:-$ROOT/target/api-docs/index.html}
-build_api_docs() {
+ensure_redocly() {
   command -v npm >/dev/null || apt_install nodejs npm
   local prefix="$STATE/redocly"
   if [[ ! -x "$prefix/node_modules/.bin/redocly" ]] \
@@ -329,10 +333,29 @@ build_api_docs() {
     npm install --silent --no-audit --no-fund --prefix "$prefix" "@redocly/cli@$REDOCLY_VERSION" \
       >"$STATE/log/npm-redocly.log" 2>&1 || { tail -20 "$STATE/log/npm-redocly.log"; die "npm install @redocly/cli failed"; }
   fi
+}
+build_api_docs() {
+  ensure_redocly
+  local prefix="$STATE/redocly"
   log "rendering openapi.yaml to $IMAGEGRAM_DOCS"
   mkdir -p "$(dirname "$IMAGEGRAM_DOCS")"
   "$prefix/node_modules/.bin/redocly" build-docs "$ROOT/openapi.yaml" --output "$IMAGEGRAM_DOCS" \
     >"$STATE/log/redocly.log" 2>&1 || { tail -20 "$STATE/log/redocly.log"; die "redocly build-docs failed"; }
+}
+
+# schemathesis (pinned, in a venv of its own), for scripts/schemathesis.
+ST_VERSION=4.32.5
+export ST_VENV="$STATE/st-venv"
+ensure_schemathesis() {
+  local installed=""
+  [[ -x "$ST_VENV/bin/pip" ]] && installed=$("$ST_VENV/bin/pip" show schemathesis 2>/dev/null || true)
+  if ! grep -qx "Version: $ST_VERSION" <<<"$installed"; then
+    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
+    log "installing schemathesis $ST_VERSION into $ST_VENV"
+    python3 -m venv "$ST_VENV"
+    "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION" \
+      >"$STATE/log/pip-st.log" 2>&1 || { tail -20 "$STATE/log/pip-st.log"; die "pip install schemathesis failed"; }
+  fi
 }
 
 # Debian's Chromium, for the web client's end-to-end tests.
@@ -343,7 +366,7 @@ ensure_chromium() {
 
 # The web client: its npm packages (from the lockfile) and its bundle, which
 # the local stack serves on IMAGEGRAM_WEB_ADDR.
-build_web() {
+ensure_web_packages() {
   command -v npm >/dev/null || apt_install nodejs npm
   local web="$ROOT/web"
   if [[ ! -d "$web/node_modules" || "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]]; then
@@ -361,6 +384,10 @@ build_web() {
         || { tail -20 "$STATE/log/npm-uppy-$v.log"; die "npm ci in web/uppy/$v failed"; }
     fi
   done
+}
+build_web() {
+  ensure_web_packages
+  local web="$ROOT/web"
   log "bundling the web client"
   (cd "$web" && npm run --silent build) >"$STATE/log/web-build.log" 2>&1 \
     || { tail -20 "$STATE/log/web-build.log"; die "npm run build in web/ failed"; }

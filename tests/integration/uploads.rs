@@ -505,3 +505,117 @@ async fn an_expired_upload_answers_409_with_its_deadline() {
         assert!(msg.contains("expired"), "{msg}");
     }
 }
+
+/// moto 5.1.22 computes a new part's ETag unlocked; an UploadPart answer and
+/// a ListParts hashing it at once could both get (and cache) a wrong one
+/// (with parts over moto's 16 MiB read block, nearly always). The local
+/// stack runs moto through `local/moto_server.py`, which locks it; S3 has
+/// no such race. Clients list an upload while sending it (the CLI and the
+/// web page resume from the listing), so the listing must be right.
+#[tokio::test]
+async fn a_parts_etag_is_its_md5_while_the_upload_is_being_listed() {
+    use md5::Digest;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let s3 = aws_sdk_s3::Client::new(&imagegram_tests::sdk_config().await);
+    let bucket = imagegram_tests::fresh_bucket(&s3).await;
+    let key = "originals/etag-race";
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap().to_owned();
+    let done = Arc::new(AtomicBool::new(false));
+    let listers: Vec<_> = (0..8)
+        .map(|_| {
+            let (s3, bucket, upload_id, done) = (
+                s3.clone(),
+                bucket.clone(),
+                upload_id.clone(),
+                Arc::clone(&done),
+            );
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let out = s3
+                        .list_parts()
+                        .bucket(&bucket)
+                        .key(key)
+                        .upload_id(&upload_id)
+                        .send()
+                        .await
+                        .unwrap();
+                    for p in out.parts() {
+                        seen.push((p.part_number().unwrap(), p.e_tag().unwrap().to_owned()));
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut md5s = std::collections::HashMap::new();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for n in 1..=4 {
+        // 17 MiB of noise: two of moto's read blocks.
+        let bytes: Vec<u8> = (0..17 * MIB)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let md5 = format!("\"{:x}\"", md5::Md5::digest(&bytes));
+        let answer = s3
+            .upload_part()
+            .bucket(&bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(n)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.e_tag(),
+            Some(md5.as_str()),
+            "UploadPart's answer, part {n}"
+        );
+        md5s.insert(n, md5);
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut listed = 0;
+    for lister in listers {
+        for (n, etag) in lister.await.unwrap() {
+            assert_eq!(etag, md5s[&n], "part {n} as ListParts gave it");
+            listed += 1;
+        }
+    }
+    assert!(listed > 0, "no listing saw a part");
+    let last = s3
+        .list_parts()
+        .bucket(&bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .send()
+        .await
+        .unwrap();
+    for p in last.parts() {
+        assert_eq!(
+            Some(&p.e_tag().unwrap().to_owned()),
+            md5s.get(&p.part_number().unwrap())
+        );
+    }
+    assert_eq!(last.parts().len(), 4);
+    s3.abort_multipart_upload()
+        .bucket(&bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .send()
+        .await
+        .unwrap();
+}
