@@ -216,16 +216,17 @@ ensure_moto() {
   # version and the wrapper's hash say whether the running one is this.
   local build
   build="$MOTO_VERSION $(md5sum <"$ROOT/local/moto_server.py" | cut -c1-12)"
+  # ([m] keeps the pattern from matching the commands that carry it.)
+  local running="[m]oto_server(\.py)? -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT\$"
   # A moto of another version (or wrapper) still running from earlier.
   if moto_up && [[ "$(cat "$STATE/moto.version" 2>/dev/null)" != "$build" ]]; then
     log "restarting moto (version changed)"
-    pkill -f "moto_server(\.py)? -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT" || true
-    wait_for 50 bash -c "! curl -fs http://127.0.0.1:$IMAGEGRAM_MOTO_PORT/moto-api/"
+    pkill -f "$running" || true
+    wait_for 50 bash -c "! pgrep -f '$running' >/dev/null" || die "the old moto did not stop"
   fi
   # A moto that holds the port but does not answer (its checkout deleted
   # under it, say) is stopped first.
-  # ([m] keeps the pattern from matching the commands that carry it.)
-  local stale="[m]oto_server(\.py)? -H 127.0.0.1 -p $IMAGEGRAM_MOTO_PORT\$"
+  local stale=$running
   if ! moto_up && pkill -f "$stale"; then
     log "stopped a moto on :$IMAGEGRAM_MOTO_PORT that did not answer"
     wait_for 50 bash -c "! pgrep -f '$stale' >/dev/null" || die "the old moto did not stop"

@@ -14,7 +14,8 @@
 //!   know.
 //! - `LoseAnswersTo(prefix)`: the same, only on connections that carried a
 //!   request starting with `prefix` (`"POST "`: S3's
-//!   CompleteMultipartUpload among the calls a `complete` makes).
+//!   CompleteMultipartUpload among the calls a `complete` makes); such a
+//!   connection loses its answers even after the fault changes.
 //! - `GoneAfter(prefix)`: like `LoseAnswersTo`, and from that request on the
 //!   server is unreachable (every connection reset) until the fault
 //!   changes.
@@ -272,6 +273,13 @@ async fn pump_answers(
             Ok(n) => n,
         };
         loop {
+            // A connection that carried the fault's request loses its
+            // answer even if the fault has changed since (a test that
+            // flips back to `Pass` while the server is still working).
+            if doomed.load(SeqCst) {
+                let _ = to.lock().await.shutdown().await;
+                return;
+            }
             let now = *fault.lock().unwrap();
             match now {
                 Fault::Pass | Fault::ExpiredFor(_) => break,
@@ -281,10 +289,6 @@ async fn pump_answers(
                 }
                 Fault::Blackhole => tokio::time::sleep(Duration::from_millis(20)).await,
                 Fault::Refuse | Fault::Reset | Fault::LoseAnswers => {
-                    let _ = to.lock().await.shutdown().await;
-                    return;
-                }
-                Fault::LoseAnswersTo(_) | Fault::GoneAfter(_) if doomed.load(SeqCst) => {
                     let _ = to.lock().await.shutdown().await;
                     return;
                 }
