@@ -105,14 +105,17 @@ async fn a_rotated_password_is_read_again_from_the_secret_and_no_request_fails_t
     imagegram_local::bootstrap::secret(&sm, &format!("{stack_name}/database"), &value, false)
         .await
         .unwrap();
-    // The user's connections, as the server lists them.
+    // The user's connections, as the server lists them: SHOW PROCESSLIST,
+    // not information_schema.processlist, which MySQL builds whole and
+    // refuses (3854, "Cannot convert string") when another session's query
+    // text holds bytes that are not UTF-8, as a concurrent test's binary
+    // literal does.
     let sessions = async |root: &mut mysql_async::Conn| -> Vec<u64> {
-        root.exec(
-            "SELECT id FROM information_schema.processlist WHERE user = ?",
-            (&user,),
-        )
-        .await
-        .unwrap()
+        let rows: Vec<mysql_async::Row> = root.query("SHOW PROCESSLIST").await.unwrap();
+        rows.iter()
+            .filter(|r| r.get::<Option<String>, _>(1).flatten().as_deref() == Some(user.as_str()))
+            .filter_map(|r| r.get::<u64, _>(0))
+            .collect()
     };
     for id in sessions(&mut root).await {
         root.query_drop(format!("KILL {id}")).await.ok();

@@ -518,7 +518,21 @@ async fn a_parts_etag_is_its_md5_while_the_upload_is_being_listed() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let s3 = aws_sdk_s3::Client::new(&imagegram_tests::sdk_config().await);
+    // The functions' budgets are for small calls; 17 MiB parts to a busy
+    // moto get a minute.
+    let sdk = imagegram_tests::sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .read_timeout(std::time::Duration::from_secs(30))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(60))
+                    .operation_timeout(std::time::Duration::from_secs(60))
+                    .build(),
+            )
+            .build(),
+    );
     let bucket = imagegram_tests::fresh_bucket(&s3).await;
     let key = "originals/etag-race";
     let upload = s3
