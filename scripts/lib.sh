@@ -79,6 +79,12 @@ ensure_rust() {
   if [[ $(uname -m) == x86_64 ]] && ! command -v nasm >/dev/null; then
     apt_install nasm
   fi
+  # The tests run through cargo-nextest (a process a test; .config/nextest.toml).
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest (cargo install, ~5 min)"
+    cargo install --quiet --locked cargo-nextest >"$STATE/log/nextest-install.log" 2>&1 \
+      || { tail -20 "$STATE/log/nextest-install.log"; die "cargo install cargo-nextest failed"; }
+  fi
 }
 
 # The conversion benchmark's reference and its RSS meter.
