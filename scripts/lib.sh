@@ -350,20 +350,23 @@ build_api_docs() {
     >"$STATE/log/redocly.log" 2>&1 || { tail -20 "$STATE/log/redocly.log"; die "redocly build-docs failed"; }
 }
 
+# A Python tool from PyPI, pinned, in a venv of its own (each pins its own
+# dependencies): installed unless that version is there.
+ensure_pip_tool() { # VENV PACKAGE VERSION
+  local venv=$1 package=$2 version=$3 installed=""
+  [[ -x "$venv/bin/pip" ]] && installed=$("$venv/bin/pip" show "$package" 2>/dev/null || true)
+  grep -qx "Version: $version" <<<"$installed" && return 0
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
+  log "installing $package $version into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$package==$version" \
+    >"$STATE/log/pip-$package.log" 2>&1 || { tail -20 "$STATE/log/pip-$package.log"; die "pip install $package failed"; }
+}
+
 # schemathesis (pinned, in a venv of its own), for scripts/schemathesis.
 ST_VERSION=4.32.5
 export ST_VENV="$STATE/st-venv"
-ensure_schemathesis() {
-  local installed=""
-  [[ -x "$ST_VENV/bin/pip" ]] && installed=$("$ST_VENV/bin/pip" show schemathesis 2>/dev/null || true)
-  if ! grep -qx "Version: $ST_VERSION" <<<"$installed"; then
-    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
-    log "installing schemathesis $ST_VERSION into $ST_VENV"
-    python3 -m venv "$ST_VENV"
-    "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$ST_VERSION" \
-      >"$STATE/log/pip-st.log" 2>&1 || { tail -20 "$STATE/log/pip-st.log"; die "pip install schemathesis failed"; }
-  fi
-}
+ensure_schemathesis() { ensure_pip_tool "$ST_VENV" schemathesis "$ST_VERSION"; }
 
 # Debian's Chromium, for the web client's end-to-end tests.
 ensure_chromium() {
@@ -435,15 +438,7 @@ start_test_stack() {
 SAM_VERSION=1.170.0
 ensure_sam() {
   export SAM_VENV="$STATE/sam-venv" SAM="$STATE/sam-venv/bin/sam" SAM_CLI_TELEMETRY=0
-  local installed=""
-  [[ -x "$SAM_VENV/bin/pip" ]] && installed=$("$SAM_VENV/bin/pip" show aws-sam-cli 2>/dev/null || true)
-  if ! grep -qx "Version: $SAM_VERSION" <<<"$installed"; then
-    python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv python3-pip
-    log "installing aws-sam-cli $SAM_VERSION into $SAM_VENV"
-    python3 -m venv "$SAM_VENV"
-    "$SAM_VENV/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_VERSION" \
-      >"$STATE/log/pip-sam.log" 2>&1 || { tail -20 "$STATE/log/pip-sam.log"; die "pip install aws-sam-cli failed"; }
-  fi
+  ensure_pip_tool "$SAM_VENV" aws-sam-cli "$SAM_VERSION"
 }
 
 # A Docker engine for `sam local`, and DOCKER_HOST pointing at it. Where

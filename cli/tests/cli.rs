@@ -277,13 +277,17 @@ async fn expired_urls_are_signed_again_and_the_upload_carries_on() {
     let cli = Cli::for_app(&app);
     let bytes = noise_png(1600, 1200);
     let file = cli.file("photo.png", &bytes);
-    // S3 answers "Request has expired" to every PUT for a while (moto
-    // never checks expiry; the proxy answers as S3 would).
+    // S3 answers "Request has expired" to the first PUTs (moto never
+    // checks expiry; the proxy answers as S3 would): every PUT whose
+    // request line arrives before the flip, which waits for the first (a
+    // fixed delay could end before a slow machine's first PUT).
     proxy.set(Fault::ExpiredFor("PUT "));
     let flip = {
         let proxy = proxy.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            while proxy.count("PUT ") == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             proxy.set(Fault::Pass);
         })
     };
@@ -375,8 +379,14 @@ async fn killed_halfway_it_resumes_and_sends_only_the_missing_parts() {
          ({sent} parts, {skipped} skipped)"
     );
     assert_eq!(total as usize, parts);
-    assert_eq!(skipped as usize, held);
-    assert_eq!(puts, parts - held, "only the missing parts");
+    // The part in flight at the kill may still land after the count above
+    // (its bytes were in the kernel's buffers, on their way): S3 then
+    // holds one more, which is skipped too.
+    assert!(
+        (held..=held + 1).contains(&(skipped as usize)),
+        "{skipped} skipped of {held} held"
+    );
+    assert_eq!(puts, parts - skipped as usize, "only the missing parts");
     let post = stdout_json(&o);
     assert_eq!(post["id"], id.as_str(), "the same post, not a second one");
     assert_eq!(post["status"], "published");

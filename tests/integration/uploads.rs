@@ -514,6 +514,7 @@ async fn an_expired_upload_answers_409_with_its_deadline() {
 /// web page resume from the listing), so the listing must be right.
 #[tokio::test]
 async fn a_parts_etag_is_its_md5_while_the_upload_is_being_listed() {
+    use imagegram_tests::listed_parts;
     use md5::Digest;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -555,17 +556,7 @@ async fn a_parts_etag_is_its_md5_while_the_upload_is_being_listed() {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while !done.load(Ordering::Relaxed) {
-                    let out = s3
-                        .list_parts()
-                        .bucket(&bucket)
-                        .key(key)
-                        .upload_id(&upload_id)
-                        .send()
-                        .await
-                        .unwrap();
-                    for p in out.parts() {
-                        seen.push((p.part_number().unwrap(), p.e_tag().unwrap().to_owned()));
-                    }
+                    seen.extend(listed_parts(&s3, &bucket, key, &upload_id).await);
                 }
                 seen
             })
@@ -610,21 +601,11 @@ async fn a_parts_etag_is_its_md5_while_the_upload_is_being_listed() {
         }
     }
     assert!(listed > 0, "no listing saw a part");
-    let last = s3
-        .list_parts()
-        .bucket(&bucket)
-        .key(key)
-        .upload_id(&upload_id)
-        .send()
-        .await
-        .unwrap();
-    for p in last.parts() {
-        assert_eq!(
-            Some(&p.e_tag().unwrap().to_owned()),
-            md5s.get(&p.part_number().unwrap())
-        );
+    let last = listed_parts(&s3, &bucket, key, &upload_id).await;
+    for (n, etag) in &last {
+        assert_eq!(etag, &md5s[n], "part {n} as listed at the end");
     }
-    assert_eq!(last.parts().len(), 4);
+    assert_eq!(last.len(), 4);
     s3.abort_multipart_upload()
         .bucket(&bucket)
         .key(key)

@@ -160,13 +160,6 @@ async fn pump(
         let starts_request = ["GET ", "PUT ", "POST ", "HEAD ", "DELETE ", "OPTIONS "]
             .iter()
             .any(|m| buf[..n].starts_with(m.as_bytes()));
-        if let Some((seen, _)) = &client
-            && starts_request
-        {
-            let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or_default();
-            let head = String::from_utf8_lossy(&line[..line.len().min(256)]).into_owned();
-            seen.lock().unwrap().push(head);
-        }
         let action = {
             let mut now = fault.lock().unwrap();
             match *now {
@@ -185,6 +178,15 @@ async fn pump(
                 _ => None,
             }
         };
+        // Counted once its fate is decided: a test that waits for the count
+        // and then changes the fault cannot change this request's.
+        if let Some((seen, _)) = &client
+            && starts_request
+        {
+            let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or_default();
+            let head = String::from_utf8_lossy(&line[..line.len().min(256)]).into_owned();
+            seen.lock().unwrap().push(head);
+        }
         match action {
             Some("gone") => {
                 // This request reaches the server; nothing answers after.

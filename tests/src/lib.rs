@@ -205,6 +205,27 @@ pub async fn build_stack_with(
     (parts, spec)
 }
 
+/// The `(part_number, etag)`s ListParts shows for a multipart upload.
+pub async fn listed_parts(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Vec<(i32, String)> {
+    let out = s3
+        .list_parts()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+        .unwrap();
+    out.parts()
+        .iter()
+        .map(|p| (p.part_number().unwrap(), p.e_tag().unwrap().to_owned()))
+        .collect()
+}
+
 /// A bucket of its own in moto (CORS rule from the template).
 pub async fn fresh_bucket(s3: &aws_sdk_s3::Client) -> String {
     let bucket = unique("imagegram-t-");
@@ -652,19 +673,13 @@ impl TestApp {
     /// The `(part_number, etag)`s S3 holds for a post's upload.
     pub async fn s3_parts(&self, post: &str) -> Vec<(i32, String)> {
         let upload = self.upload_id(post).await;
-        let out = self
-            .s3
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(format!("originals/{post}"))
-            .upload_id(upload)
-            .send()
-            .await
-            .unwrap();
-        out.parts()
-            .iter()
-            .map(|p| (p.part_number().unwrap(), p.e_tag().unwrap().to_owned()))
-            .collect()
+        listed_parts(
+            &self.s3,
+            &self.bucket,
+            &format!("originals/{post}"),
+            &upload,
+        )
+        .await
     }
 
     async fn upload_id(&self, post: &str) -> String {

@@ -14,8 +14,9 @@
 //! permanent failure carries its reason, which an S3 event on the converted
 //! prefix could not.
 
+/// The conversion itself: the `imagegram-pixels` crate.
 #[cfg(feature = "converter")]
-pub mod convert;
+pub use imagegram_pixels as convert;
 #[cfg(feature = "converter")]
 pub mod converter;
 #[cfg(feature = "finalizer")]

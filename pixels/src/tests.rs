@@ -13,7 +13,7 @@ fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> image::Rgba<u8>) -> Vec<u8> {
 }
 
 fn decode(jpeg: &[u8]) -> RgbImage {
-    assert_eq!(sniff(jpeg).unwrap(), crate::domain::ImageFormat::Jpeg);
+    assert_eq!(sniff(jpeg).unwrap(), imagegram_formats::ImageFormat::Jpeg);
     image::load_from_memory(jpeg).unwrap().into_rgb8()
 }
 
@@ -21,9 +21,12 @@ fn decode(jpeg: &[u8]) -> RgbImage {
 fn sniffs_by_magic_bytes() {
     assert_eq!(
         sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(),
-        crate::domain::ImageFormat::Jpeg
+        imagegram_formats::ImageFormat::Jpeg
     );
-    assert_eq!(sniff(b"BM....").unwrap(), crate::domain::ImageFormat::Bmp);
+    assert_eq!(
+        sniff(b"BM....").unwrap(),
+        imagegram_formats::ImageFormat::Bmp
+    );
     assert!(sniff(b"GIF89a").unwrap_err().0.contains("GIF"));
     assert!(
         sniff(b"RIFF\0\0\0\0WEBPVP8 ")

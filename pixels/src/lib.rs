@@ -1,4 +1,6 @@
-//! The conversion itself, pure: the bytes of an original in (streamed, never
+//! Imagegram's image engine: the conversion itself, pure, in a crate of its
+//! own (no AWS, no database; built optimised in dev too, see the workspace's
+//! `Cargo.toml`). `imagegram::pipeline::convert` is this crate. The bytes of an original in (streamed, never
 //! held whole), a 600x600 baseline JPEG out, or a reason a person can act on.
 //!
 //! Order of work, cheapest refusal first: sniff the format from the magic
@@ -37,9 +39,9 @@ mod rows;
 use std::io::{BufRead, Read};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::domain::ImageFormat;
 use fast_image_resize as fir;
 use image::metadata::Orientation;
+use imagegram_formats::ImageFormat;
 
 /// Side of the served square.
 pub const SIDE: u32 = 600;
