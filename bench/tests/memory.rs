@@ -9,6 +9,9 @@
 //! AC first and refinement scans of every component, all decoded. Small files (a few MB) that a real encoder would
 //! need gigabytes to write; what they cost to convert is what a photo of
 //! that size and layout costs, since the DC path reads the same blocks.
+//! Arithmetic-coded progressive files (libjpeg's, held whole) at the
+//! converter's ceiling for them; interlaced PNGs of each colour type and
+//! BMPs of each encoding at the pixel limit or near the upload limit.
 
 use std::path::Path;
 use std::process::Command;
@@ -223,6 +226,45 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
     f
 }
 
+/// An arithmetic-coded progressive file (SOF10): a DC scan of every
+/// component and an AC scan (1-63) of each, with no data in them. An
+/// arithmetic-coded scan may end at the next marker (the decoder then
+/// reads zeros, as the standard says), so libjpeg still decodes every
+/// block of every scan into the whole image's coefficients it holds, as
+/// for a photo of that size.
+fn arithmetic(l: &Layout, width: u16, height: u16) -> Vec<u8> {
+    let mut f = vec![0xFF, 0xD8];
+    if let Some(t) = l.adobe {
+        segment(
+            &mut f,
+            0xEE,
+            &[b'A', b'd', b'o', b'b', b'e', 0, 100, 0, 0, 0, 0, t],
+        );
+    }
+    let mut dqt = vec![0u8];
+    dqt.extend([8u8; 64]);
+    segment(&mut f, 0xDB, &dqt);
+    let mut sof = vec![8];
+    sof.extend(height.to_be_bytes());
+    sof.extend(width.to_be_bytes());
+    sof.push(l.components.len() as u8);
+    for &(id, h, v) in l.components {
+        sof.extend([id, h << 4 | v, 0]);
+    }
+    segment(&mut f, 0xCA, &sof);
+    let mut sos = vec![l.components.len() as u8];
+    for &(id, _, _) in l.components {
+        sos.extend([id, 0x00]);
+    }
+    sos.extend([0, 0, 0]);
+    segment(&mut f, 0xDA, &sos);
+    for &(id, _, _) in l.components {
+        segment(&mut f, 0xDA, &[1, id, 0x00, 1, 63, 0]);
+    }
+    f.extend([0xFF, 0xD9]);
+    f
+}
+
 /// Runs the converter on `input`; its exit status and peak RSS in KiB, as
 /// the converter reads it itself (its VmHWM since exec: a forked child's
 /// `ru_maxrss` would count this test process's memory too).
@@ -318,18 +360,69 @@ fn sequential_jpegs_in_several_scans_convert_within_128_mib() {
 }
 
 #[test]
+fn arithmetic_coded_progressive_jpegs_at_their_ceiling_convert_within_128_mib() {
+    // libjpeg holds these whole; the converter lets it hold at most
+    // 48 MiB of coefficients: 4096x4096 at 4:2:0 (1.5 samples a pixel) is
+    // exactly that, 2896x2896 at 4:4:4 and 2504x2504 CMYK just under.
+    for (l, side) in [
+        (&LAYOUTS[0], 4096),
+        (&LAYOUTS[1], 2896),
+        (&LAYOUTS[2], 2504),
+    ] {
+        let bytes = arithmetic(l, side, side);
+        assert_converts_within_limit(
+            &format!("arithmetic progressive {} {side}x{side}", l.name),
+            &bytes,
+        );
+    }
+}
+
+#[test]
 fn interlaced_pngs_at_the_pixel_limit_convert_within_128_mib() {
     use imagegram_tests::images::RawPng;
     let (w, h) = (16_000u32, 12_500u32);
-    // RGB 8-bit; the other colour types take the same path (pipeline.rs
-    // holds each to its non-interlaced twin).
-    // A smooth gradient, so the file is one the contract accepts (under
-    // 100 MiB), as the 5 MB example.
-    let png = RawPng::rgb8(w, h).write(true, |x, y, o| {
-        o.extend([(x >> 6) as u8, (y >> 6) as u8, ((x + y) >> 7) as u8]);
-    });
-    assert!(png.len() <= 100 << 20, "{} bytes", png.len());
-    assert_converts_within_limit(&format!("interlaced PNG RGB 8 {w}x{h}"), &png);
+    // Each file one the contract accepts (under 100 MiB), as the issue's
+    // 5 MB example: a row's pixels all alike (written a row at a time,
+    // fast in a debug build), a gradient down the picture. Every colour
+    // type the `png` crate expands differently: RGB 8, RGB 16 (stripped
+    // to 8), a palette with tRNS (expanded, alpha flattened), grey+alpha.
+    let palette: Vec<u8> = (0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect();
+    let alphas: Vec<u8> = (0..=255u8).map(|i| 255 - i / 2).collect();
+    let cases = [
+        ("RGB 8", RawPng::rgb8(w, h), 3),
+        (
+            "RGB 16",
+            RawPng {
+                bit_depth: 16,
+                ..RawPng::rgb8(w, h)
+            },
+            6,
+        ),
+        (
+            "palette 8 with tRNS",
+            RawPng {
+                colour_type: 3,
+                palette: Some((palette, Some(alphas))),
+                ..RawPng::rgb8(w, h)
+            },
+            1,
+        ),
+        (
+            "grey+alpha 8",
+            RawPng {
+                colour_type: 4,
+                ..RawPng::rgb8(w, h)
+            },
+            2,
+        ),
+    ];
+    for (name, raw, bytes_a_pixel) in cases {
+        let png = raw.write_rows(true, |y, xs, out| {
+            out.resize(out.len() + xs.len() * bytes_a_pixel, (y >> 6) as u8);
+        });
+        assert!(png.len() <= 100 << 20, "{name}: {} bytes", png.len());
+        assert_converts_within_limit(&format!("interlaced PNG {name} {w}x{h}"), &png);
+    }
 }
 
 /// A BMP with an INFO header; `extra` (bit-field masks, a palette) sits
@@ -358,32 +451,78 @@ fn info_bmp(w: u32, h: u32, bits: u16, compression: u32, extra: &[u8], data: &[u
 #[test]
 fn bmps_of_every_kind_at_the_limits_convert_within_128_mib() {
     // RLE8 at 200 MP (1.7 MB): runs of 255 across each row.
+    // RLE4 at 200 MP too: runs of two alternating colours.
     let (w, h) = (16_000u32, 12_500u32);
-    let mut rle = Vec::new();
-    for y in 0..h {
-        for run in 0..=w / 255 {
-            let n = (w - run * 255).min(255) as u8;
-            rle.extend([n, (y / 50 + run) as u8]);
+    let rle = |colour: &dyn Fn(u32, u32) -> u8| {
+        let mut rle = Vec::new();
+        for y in 0..h {
+            for run in 0..=w / 255 {
+                let n = (w - run * 255).min(255) as u8;
+                rle.extend([n, colour(y, run)]);
+            }
+            rle.extend([0, 0]);
         }
-        rle.extend([0, 0]);
-    }
-    let palette: Vec<u8> = (0..256u32)
-        .flat_map(|i| [i as u8, (i * 7) as u8, (i * 13) as u8, 0])
+        rle.extend([0, 1]);
+        rle
+    };
+    let rle8 = rle(&|y, run| (y / 50 + run) as u8);
+    let rle4 = rle(&|y, run| (((y / 50 + run) % 16) as u8 * 17) ^ 0x0F);
+    let palette = |n: u32| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| [(i * 255 / (n - 1)) as u8, (i * 7) as u8, (i * 13) as u8, 0])
+            .collect()
+    };
+    // Pixel bytes: a 64 KiB (less 15) run of hashed bytes, repeated (a
+    // copy at a time: a byte at a time is seconds in a debug build).
+    let pattern: Vec<u8> = (0..65_521u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    // Uncompressed ones just under 100 MiB, the upload limit: 16-bit
-    // 5-6-5 bit fields, and 32-bit with alpha.
+    let filled = |len: usize| -> Vec<u8> {
+        let mut v = Vec::with_capacity(len);
+        while v.len() < len {
+            let n = (len - v.len()).min(pattern.len());
+            v.extend_from_slice(&pattern[..n]);
+        }
+        v
+    };
+    // Uncompressed palettes and 24-bit, each near the 100 MiB upload
+    // limit (rows padded to 4 bytes: none needed at these widths).
+    let pixels8 = filled(10_000 * 10_000);
+    let pixels4 = filled(14_000 / 2 * 14_000);
+    let pixels1 = filled(16_000 / 8 * 12_500);
+    let pixels24 = filled(5_900 * 3 * 5_900);
+    // And 16-bit 5-6-5 bit fields and 32-bit, also just under it.
     let fields_565: Vec<u8> = [0xF800u32, 0x07E0, 0x001F]
         .iter()
         .flat_map(|m| m.to_le_bytes())
         .collect();
-    let pixels16: Vec<u8> = (0..7200u32 * 7200)
-        .flat_map(|i| (i as u16).to_le_bytes())
-        .collect();
-    let pixels32: Vec<u8> = (0..5100u32 * 5100)
-        .flat_map(|i| (i.wrapping_mul(2_654_435_761) | 0x8000_0000).to_le_bytes())
-        .collect();
+    let pixels16 = filled(7200 * 2 * 7200);
+    let pixels32 = filled(5100 * 4 * 5100);
     let files = [
-        ("RLE8 16000x12500", info_bmp(w, h, 8, 1, &palette, &rle)),
+        (
+            "RLE8 16000x12500",
+            info_bmp(w, h, 8, 1, &palette(256), &rle8),
+        ),
+        (
+            "RLE4 16000x12500",
+            info_bmp(w, h, 4, 2, &palette(16), &rle4),
+        ),
+        (
+            "8-bit palette 10000x10000",
+            info_bmp(10_000, 10_000, 8, 0, &palette(256), &pixels8),
+        ),
+        (
+            "4-bit palette 14000x14000",
+            info_bmp(14_000, 14_000, 4, 0, &palette(16), &pixels4),
+        ),
+        (
+            "1-bit palette 16000x12500",
+            info_bmp(w, h, 1, 0, &palette(2), &pixels1),
+        ),
+        (
+            "24-bit BI_RGB 5900x5900",
+            info_bmp(5_900, 5_900, 24, 0, &[], &pixels24),
+        ),
         (
             "16-bit 5-6-5 7200x7200",
             info_bmp(7200, 7200, 16, 3, &fields_565, &pixels16),
@@ -393,7 +532,7 @@ fn bmps_of_every_kind_at_the_limits_convert_within_128_mib() {
             info_bmp(5100, 5100, 32, 0, &[], &pixels32),
         ),
     ];
-    drop((pixels16, pixels32));
+    drop((pixels16, pixels32, pixels8, pixels4, pixels1, pixels24));
     for (name, bytes) in files {
         assert!(bytes.len() <= 100 << 20, "{name}: {} bytes", bytes.len());
         assert_converts_within_limit(&format!("BMP {name}"), &bytes);

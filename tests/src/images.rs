@@ -121,6 +121,21 @@ impl RawPng {
 
     /// `pixel(x, y, out)` appends one pixel's bytes (big-endian samples).
     pub fn write(&self, interlaced: bool, pixel: impl Fn(u32, u32, &mut Vec<u8>)) -> Vec<u8> {
+        self.write_rows(interlaced, |y, xs, out| {
+            for x in xs {
+                pixel(x, y, out);
+            }
+        })
+    }
+
+    /// As [`RawPng::write`], a row at a time: `row(y, xs, out)` appends the
+    /// bytes of row `y`'s pixels at `xs` (a pass's columns, or all), for
+    /// files too big to write a pixel at a time in a debug build.
+    pub fn write_rows(
+        &self,
+        interlaced: bool,
+        row_of: impl Fn(u32, std::iter::StepBy<std::ops::Range<u32>>, &mut Vec<u8>),
+    ) -> Vec<u8> {
         let (w, h) = (self.width, self.height);
         let passes: &[(u32, u32, usize, usize)] = if interlaced {
             &[
@@ -144,9 +159,7 @@ impl RawPng {
             for y in (y0..h).step_by(dy) {
                 row.clear();
                 row.push(0); // filter: none
-                for x in (x0..w).step_by(dx) {
-                    pixel(x, y, &mut row);
-                }
+                row_of(y, (x0..w).step_by(dx), &mut row);
                 z.write_all(&row).unwrap();
             }
         }
