@@ -134,7 +134,9 @@ enum Ac {
     Sequential,
 }
 
-fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u8> {
+/// The start of a file: SOI, Adobe's marker for CMYK and YCCK, one
+/// quantisation table.
+fn start(l: &Layout) -> Vec<u8> {
     let mut f = vec![0xFF, 0xD8];
     if let Some(t) = l.adobe {
         segment(
@@ -146,6 +148,23 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
     let mut dqt = vec![0u8];
     dqt.extend([8u8; 64]);
     segment(&mut f, 0xDB, &dqt);
+    f
+}
+
+/// The frame header (`sof` its marker) of an 8-bit `l` picture.
+fn frame(f: &mut Vec<u8>, l: &Layout, width: u16, height: u16, sof: u8) {
+    let mut payload = vec![8];
+    payload.extend(height.to_be_bytes());
+    payload.extend(width.to_be_bytes());
+    payload.push(l.components.len() as u8);
+    for &(id, h, v) in l.components {
+        payload.extend([id, h << 4 | v, 0]);
+    }
+    segment(f, sof, &payload);
+}
+
+fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u8> {
+    let mut f = start(l);
     // DC table 0: one code, "0", for difference category 0.
     let mut dht = vec![0x00, 1];
     dht.extend([0u8; 15]);
@@ -156,15 +175,8 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
     dht.extend([0x00, 0x01]);
     segment(&mut f, 0xC4, &dht);
     segment(&mut f, 0xDD, &restart.to_be_bytes());
-    let mut sof = vec![8];
-    sof.extend(height.to_be_bytes());
-    sof.extend(width.to_be_bytes());
-    sof.push(l.components.len() as u8);
-    for &(id, h, v) in l.components {
-        sof.extend([id, h << 4 | v, 0]);
-    }
-    let sof_marker = if ac == Ac::Sequential { 0xC0 } else { 0xC2 };
-    segment(&mut f, sof_marker, &sof);
+    let sof = if ac == Ac::Sequential { 0xC0 } else { 0xC2 };
+    frame(&mut f, l, width, height, sof);
     let (hmax, vmax) = l
         .components
         .iter()
@@ -233,25 +245,8 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
 /// block of every scan into the whole image's coefficients it holds, as
 /// for a photo of that size.
 fn arithmetic(l: &Layout, width: u16, height: u16) -> Vec<u8> {
-    let mut f = vec![0xFF, 0xD8];
-    if let Some(t) = l.adobe {
-        segment(
-            &mut f,
-            0xEE,
-            &[b'A', b'd', b'o', b'b', b'e', 0, 100, 0, 0, 0, 0, t],
-        );
-    }
-    let mut dqt = vec![0u8];
-    dqt.extend([8u8; 64]);
-    segment(&mut f, 0xDB, &dqt);
-    let mut sof = vec![8];
-    sof.extend(height.to_be_bytes());
-    sof.extend(width.to_be_bytes());
-    sof.push(l.components.len() as u8);
-    for &(id, h, v) in l.components {
-        sof.extend([id, h << 4 | v, 0]);
-    }
-    segment(&mut f, 0xCA, &sof);
+    let mut f = start(l);
+    frame(&mut f, l, width, height, 0xCA);
     let mut sos = vec![l.components.len() as u8];
     for &(id, _, _) in l.components {
         sos.extend([id, 0x00]);
