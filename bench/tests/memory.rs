@@ -163,6 +163,17 @@ fn frame(f: &mut Vec<u8>, l: &Layout, width: u16, height: u16, sof: u8) {
     segment(f, sof, &payload);
 }
 
+/// The header of a DC scan of every component (`ah_al`: successive
+/// approximation).
+fn dc_scan_header(f: &mut Vec<u8>, l: &Layout, ah_al: u8) {
+    let mut sos = vec![l.components.len() as u8];
+    for &(id, _, _) in l.components {
+        sos.extend([id, 0x00]);
+    }
+    sos.extend([0, 0, ah_al]);
+    segment(f, 0xDA, &sos);
+}
+
 fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u8> {
     let mut f = start(l);
     // DC table 0: one code, "0", for difference category 0.
@@ -189,12 +200,7 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
         .map(|&(_, h, v)| usize::from(h) * usize::from(v))
         .sum();
     let dc_scan = |f: &mut Vec<u8>, ah_al: u8| {
-        let mut sos = vec![l.components.len() as u8];
-        for &(id, _, _) in l.components {
-            sos.extend([id, 0x00]);
-        }
-        sos.extend([0, 0, ah_al]);
-        segment(f, 0xDA, &sos);
+        dc_scan_header(f, l, ah_al);
         dc_data(f, mcus, blocks_per_mcu, usize::from(restart));
     };
     let blocks = |h: u8, v: u8| {
@@ -247,12 +253,7 @@ fn synthetic(l: &Layout, width: u16, height: u16, restart: u16, ac: Ac) -> Vec<u
 fn arithmetic(l: &Layout, width: u16, height: u16) -> Vec<u8> {
     let mut f = start(l);
     frame(&mut f, l, width, height, 0xCA);
-    let mut sos = vec![l.components.len() as u8];
-    for &(id, _, _) in l.components {
-        sos.extend([id, 0x00]);
-    }
-    sos.extend([0, 0, 0]);
-    segment(&mut f, 0xDA, &sos);
+    dc_scan_header(&mut f, l, 0);
     for &(id, _, _) in l.components {
         segment(&mut f, 0xDA, &[1, id, 0x00, 1, 63, 0]);
     }
@@ -283,12 +284,7 @@ fn convert(input: &Path, output: &Path) -> (bool, u64) {
 /// prints its peak RSS and asserts the output is 600x600 and the peak
 /// within the bound.
 fn assert_converts_within_limit(label: &str, bytes: &[u8]) {
-    let dir = std::env::temp_dir().join(format!(
-        "imagegram-memory-{}-{}",
-        std::process::id(),
-        label.replace([' ', ':', ','], "-")
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(label);
     let input = dir.join("in");
     std::fs::write(&input, bytes).unwrap();
     let output = dir.join("out.jpg");
@@ -310,6 +306,35 @@ fn assert_converts_within_limit(label: &str, bytes: &[u8]) {
         kib / 1024
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Asserts the converter refuses `bytes` with a reason containing `why`.
+fn assert_refused(label: &str, bytes: &[u8], why: &str) {
+    let dir = scratch(label);
+    let input = dir.join("in");
+    std::fs::write(&input, bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imagegram-convert"))
+        .arg(&input)
+        .arg(dir.join("out.jpg"))
+        .output()
+        .expect("imagegram-convert runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(why),
+        "{label}: {stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A directory of this test process's own for `label`'s files.
+fn scratch(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "imagegram-memory-{}-{}",
+        std::process::id(),
+        label.replace([' ', ':', ','], "-")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 #[test]
@@ -368,6 +393,13 @@ fn arithmetic_coded_progressive_jpegs_at_their_ceiling_convert_within_128_mib() 
         assert_converts_within_limit(
             &format!("arithmetic progressive {} {side}x{side}", l.name),
             &bytes,
+        );
+        // One row of MCUs more is past the ceiling, refused before libjpeg
+        // holds anything: these sizes are the ceiling's, not below it.
+        assert_refused(
+            &format!("arithmetic progressive {} {side}x{}", l.name, side + 16),
+            &arithmetic(l, side, side + 16),
+            "save it as an ordinary (Huffman-coded) JPEG",
         );
     }
 }

@@ -28,29 +28,29 @@ fn over_white(c: u8, a: u8) -> u8 {
 /// RGB rows need no copy: the caller passes them on as they are.
 pub(super) fn to_rgb(layout: Layout, src: &[u8], dst: &mut Vec<u8>) {
     dst.clear();
-    // Index loops rather than `flat_map` into arrays (see `bmp::Rows::next`).
-    let pixels = match layout {
-        Layout::Rgb => return dst.extend_from_slice(src),
-        Layout::Gray => src.len(),
-        Layout::GrayAlpha => src.len() / 2,
-        Layout::Rgba => src.len() / 4,
-    };
-    dst.resize(pixels * 3, 0);
-    for x in 0..pixels {
-        let rgb = match layout {
-            Layout::Rgb => unreachable!("copied above"),
-            Layout::Gray => [src[x]; 3],
-            Layout::GrayAlpha => [over_white(src[x * 2], src[x * 2 + 1]); 3],
-            Layout::Rgba => {
-                let p = &src[x * 4..x * 4 + 4];
-                [
+    // A loop a layout rather than `flat_map` into arrays (see
+    // `bmp::Rows::next`).
+    match layout {
+        Layout::Rgb => dst.extend_from_slice(src),
+        Layout::Gray => {
+            for &g in src {
+                dst.extend_from_slice(&[g; 3]);
+            }
+        }
+        Layout::GrayAlpha => {
+            for p in src.chunks_exact(2) {
+                dst.extend_from_slice(&[over_white(p[0], p[1]); 3]);
+            }
+        }
+        Layout::Rgba => {
+            for p in src.chunks_exact(4) {
+                dst.extend_from_slice(&[
                     over_white(p[0], p[3]),
                     over_white(p[1], p[3]),
                     over_white(p[2], p[3]),
-                ]
+                ]);
             }
-        };
-        dst[x * 3..x * 3 + 3].copy_from_slice(&rgb);
+        }
     }
 }
 
